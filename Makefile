@@ -1,0 +1,54 @@
+# Bifrost — clustered AI gateway. `make run` and `make test` are all a new machine needs.
+
+SWIFT        ?= swift
+BUILD_FLAGS  ?=
+RELEASE_DIR  := .build/release
+DEBUG_DIR    := .build/debug
+STATE_DIR    ?= .bifrost
+BENCH_OUT    ?= bench/out
+BENCH_EVENTS ?= 1000000
+
+APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config
+
+.PHONY: all deps build build-tests test run bench lint format clean
+
+all: build
+
+## deps: install the system packages the build and tests need (Debian), if missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## build: debug build of the library and every tool.
+build: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+
+build-tests: deps
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+
+## test: build everything, then run every test (unit, store, tools, crash).
+test: build-tests
+	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+## run: the event-log demo: writes a node's log under $(STATE_DIR)/demo, then inspects and audits it.
+run: build
+	BIN=$(DEBUG_DIR) STATE_DIR=$(STATE_DIR) tools/scripts/demo-eventlog.sh
+
+## bench: release build, then every benchmark; writes $(BENCH_OUT)/*.json and docs/BENCHMARKS.md.
+bench: deps
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+	BIN=$(RELEASE_DIR) BENCH_OUT=$(BENCH_OUT) BENCH_EVENTS=$(BENCH_EVENTS) tools/scripts/bench.sh
+
+## lint: check formatting against .swift-format.
+lint:
+	$(SWIFT) format lint --strict -r Sources Tests tools Package.swift
+
+format:
+	$(SWIFT) format format -i -r Sources Tests tools Package.swift
+
+clean:
+	rm -rf .build $(BENCH_OUT)

@@ -1,0 +1,76 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Warnings in our own targets are errors in CI (`CI=true`); dependencies keep their own settings.
+let strict: [SwiftSetting] =
+    Context.environment["CI"] == "true" || Context.environment["BIFROST_STRICT"] == "1"
+    ? [.unsafeFlags(["-warnings-as-errors"])] : []
+
+let package = Package(
+    name: "bifrost",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EventLog", targets: ["EventLog"]),
+        .executable(name: "bifrost-dump", targets: ["bifrost-dump"]),
+        .executable(name: "bifrost-replay", targets: ["bifrost-replay"]),
+        .executable(name: "bifrost-bench", targets: ["bifrost-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        .target(
+            name: "EventLog",
+            dependencies: [
+                "CLMDB",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ToolSupport",
+            dependencies: [
+                "EventLog",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/ToolSupport",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bifrost-dump",
+            dependencies: [
+                "EventLog", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/bifrost-dump",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bifrost-replay",
+            dependencies: [
+                "EventLog", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/bifrost-replay",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bifrost-bench",
+            dependencies: [
+                "EventLog", "CLMDB", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/bifrost-bench",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EventLogTests",
+            dependencies: ["EventLog", "ToolSupport"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,167 @@
+import CLMDB
+
+/// What a compaction did.
+public struct CompactionReport: Sendable, Equatable {
+    /// The effective horizon (rounded down to a performance-window boundary).
+    public var horizon: HLCTimestamp
+    public var eventsRemoved: UInt64
+    public var aggregatesWritten: UInt64
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+}
+
+/// Groups of counter and usage events that fold identically when replaced by one aggregate.
+///
+/// A group shares origin, kind family, every field a view reads, and the performance window of
+/// its HLC, so folding the aggregate adds exactly what folding the members added (sums are
+/// associative and commutative). The aggregate takes the id of the group's greatest member,
+/// which makes it deterministic: two nodes compacting the same set of events write
+/// byte-identical aggregates, and a peer that still holds the originals sees a duplicate id.
+struct CompactionGroup: Hashable {
+    enum Family: Hashable { case increment, usage }
+    var origin: NodeID
+    var family: Family
+    var keyID: String
+    var model: String
+    var keys: [String]
+    var windowStartMillis: UInt64
+    var windowMillis: UInt32
+    var performanceWindow: UInt64
+}
+
+struct CompactionAccumulator {
+    var members: [(EventID, Fingerprint, String)] = []
+    var requests: UInt64 = 0
+    var summary = UsageSummary()
+    var maxID = EventID(hlc: .zero, origin: NodeID(rawValue: 0))
+}
+
+extension Writer {
+    /// Replaces groups of compactable events below `horizon` by aggregates in one transaction
+    /// that also fixes digests, watermarks' counts and the views' per-kind counts, then writes a
+    /// checkpoint (the views' sums are unchanged).
+    func compact(before requested: HLCTimestamp) throws -> CompactionReport {
+        let window = settings.views.performanceWindowMillis
+        let horizonMillis = requested.wallMillis / window * window
+        let horizon = HLCTimestamp(wallMillis: horizonMillis, logical: 0)
+        let bytesBefore = env.usedBytes()
+        var removed: UInt64 = 0
+        var written: UInt64 = 0
+        try withMapGrowth {
+            removed = 0
+            written = 0
+            var kindDelta: [String: Int64] = [:]
+            try env.write { txn in
+                var groups: [CompactionGroup: CompactionAccumulator] = [:]
+                try txn.scan(dbs.events) { key, value in
+                    guard let id = EventID(key: key) else { return true }
+                    if id.hlc >= horizon { return false }
+                    guard value.count > 1, let kind = EventKind(rawValue: value[1]), kind.isCompactable else {
+                        return true
+                    }
+                    let event = try EventCodec.decode(value)
+                    let perf = id.hlc.wallMillis / window * window
+                    let group: CompactionGroup
+                    var acc: CompactionAccumulator
+                    switch event.payload {
+                    case .rateLimitIncrement(let p):
+                        group = CompactionGroup(
+                            origin: id.origin, family: .increment, keyID: "", model: "", keys: p.keys,
+                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis, performanceWindow: 0)
+                        acc = groups[group] ?? CompactionAccumulator()
+                        acc.requests += UInt64(p.requests)
+                    case .usageRecorded(let p):
+                        group = CompactionGroup(
+                            origin: id.origin, family: .usage, keyID: p.keyID, model: p.model, keys: p.limitKeys,
+                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis,
+                            performanceWindow: perf)
+                        acc = groups[group] ?? CompactionAccumulator()
+                        acc.summary.record(p)
+                    case .usageAggregated(let p):
+                        group = CompactionGroup(
+                            origin: id.origin, family: .usage, keyID: p.keyID, model: p.model, keys: p.limitKeys,
+                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis,
+                            performanceWindow: perf)
+                        acc = groups[group] ?? CompactionAccumulator()
+                        acc.summary.merge(p.summary)
+                    default:
+                        return true
+                    }
+                    acc.members.append((id, Fingerprint(eventBytes: value), event.payload.kindName))
+                    if id > acc.maxID { acc.maxID = id }
+                    groups[group] = acc
+                    return true
+                }
+                var removeDigests = DigestAccumulator()
+                var addDigests = DigestAccumulator()
+                var originRemoved: [NodeID: UInt64] = [:]
+                for (group, acc) in groups where acc.members.count > 1 || acc.requests > UInt64(UInt32.max) {
+                    // A single event is already as small as it gets.
+                    guard acc.members.count > 1 else { continue }
+                    for (id, fp, kindName) in acc.members {
+                        try txn.delete(dbs.events, key: id.bytes)
+                        removeDigests.add(fp, at: id.hlc)
+                        kindDelta[kindName, default: 0] -= 1
+                    }
+                    let payload: Event.Payload
+                    switch group.family {
+                    case .increment:
+                        guard let requests = UInt32(exactly: acc.requests) else { continue }
+                        payload = .rateLimitIncrement(
+                            RateLimitIncrement(
+                                keys: group.keys, windowStartMillis: group.windowStartMillis,
+                                windowMillis: group.windowMillis, requests: requests))
+                    case .usage:
+                        payload = .usageAggregated(
+                            UsageAggregated(
+                                keyID: group.keyID, model: group.model, limitKeys: group.keys,
+                                windowStartMillis: group.windowStartMillis, windowMillis: group.windowMillis,
+                                summary: acc.summary))
+                    }
+                    let aggregate = Event(id: acc.maxID, payload: payload)
+                    let bytes = EventCodec.encode(aggregate)
+                    try txn.put(dbs.events, key: acc.maxID.bytes, value: bytes)
+                    addDigests.add(Fingerprint(eventBytes: bytes), at: acc.maxID.hlc)
+                    kindDelta[payload.kindName, default: 0] += 1
+                    originRemoved[group.origin, default: 0] += UInt64(acc.members.count - 1)
+                    removed += UInt64(acc.members.count)
+                    written += 1
+                }
+                try removeDigests.apply(txn, dbs.digests, sign: .subtract)
+                try addDigests.apply(txn, dbs.digests, sign: .add)
+                for (origin, n) in originRemoved {
+                    let k = Schema.u64(origin.rawValue)
+                    guard let existing = try txn.get(dbs.origins, key: k), existing.count == 16 else { continue }
+                    let (maxHLC, count) = existing.withUnsafeBytes { (Schema.u64($0), Schema.u64($0, at: 8)) }
+                    try txn.put(dbs.origins, key: k, value: Schema.u64(maxHLC) + Schema.u64(count - min(count, n)))
+                }
+                let previous =
+                    try txn.get(dbs.meta, key: Schema.Meta.compactedBefore).map { b in
+                        b.withUnsafeBytes { Schema.u64($0) }
+                    } ?? 0
+                try txn.put(
+                    dbs.meta, key: Schema.Meta.compactedBefore, value: Schema.u64(max(previous, horizon.rawValue)))
+                // The sums in the views do not change; only the per-kind event counts do.
+                let snapshot = views.withLock { view in
+                    var copy = view
+                    for (kind, delta) in kindDelta {
+                        let next = Int64(copy.eventsByKind[kind] ?? 0) + delta
+                        copy.eventsByKind[kind] = next > 0 ? UInt64(next) : nil
+                    }
+                    return copy
+                }
+                try writeCheckpoint(Schema.u64(seq) + ViewCodec.encode(snapshot), txn)
+            }
+            views.withLock { view in
+                for (kind, delta) in kindDelta {
+                    let next = Int64(view.eventsByKind[kind] ?? 0) + delta
+                    view.eventsByKind[kind] = next > 0 ? UInt64(next) : nil
+                }
+            }
+        }
+        try env.sync()
+        return CompactionReport(
+            horizon: horizon, eventsRemoved: removed, aggregatesWritten: written, bytesBefore: bytesBefore,
+            bytesAfter: env.usedBytes())
+    }
+}

@@ -1,0 +1,214 @@
+import CLMDB
+import Foundation
+import Synchronization
+
+/// How a remote event was taken.
+public enum InsertOutcome: Hashable, Sendable {
+    /// New: stored, added to digests and folded into the views.
+    case inserted
+    /// Already stored: nothing changed (every delivery path may repeat).
+    case duplicate
+    /// Stamped further ahead of local time than `maxClockOffsetMillis`: not stored, clock not
+    /// moved. Anti-entropy offers it again later.
+    case quarantined
+    /// Not a decodable event.
+    case rejected(DecodingError)
+}
+
+/// Counters describing the store's work, for metrics and benchmarks.
+public struct EventStoreStatistics: Sendable, Equatable {
+    public var appended: UInt64 = 0
+    public var inserted: UInt64 = 0
+    public var duplicates: UInt64 = 0
+    public var quarantined: UInt64 = 0
+    public var rejected: UInt64 = 0
+    public var commits: UInt64 = 0
+    public var syncedCommits: UInt64 = 0
+    public var mapGrowths: UInt64 = 0
+    public var checkpoints: UInt64 = 0
+    public var lastSeq: UInt64 = 0
+    /// Time spent in write transactions, commit included.
+    public var commitTime: Duration = .zero
+    /// Part of `commitTime` spent hashing events and updating the digest index.
+    public var digestTime: Duration = .zero
+}
+
+/// The node's event log: LMDB storage, the digest index and the live views, behind one writer.
+///
+/// Appends and inserts are queued; one dedicated writer thread takes everything queued, writes it
+/// in one transaction (events, insertion log, digests, watermarks, clock bound), commits, syncs if
+/// any request asked for `.synced`, folds the new events into the views and only then resumes the
+/// callers (group commit). A commit happens when `groupCommitMaxEvents` are queued, when
+/// `groupCommitWindow` has passed since the first queued batched request, or at once for a synced
+/// request. Reads go through `reader` and never wait for the writer.
+public final class EventStore: Sendable {
+    public struct Settings: Sendable {
+        /// Initial LMDB map size; doubled whenever a commit hits `MDB_MAP_FULL`.
+        public var mapSizeBytes: Int = 16 << 30
+        public var groupCommitMaxEvents: Int = 1024
+        public var groupCommitWindow: Duration = .milliseconds(1)
+        /// Remote HLCs further ahead of local time than this are quarantined (DESIGN §2).
+        public var maxClockOffsetMillis: UInt64 = 500
+        /// Write a view checkpoint after this many new events …
+        public var checkpointEveryEvents: UInt64 = 250_000
+        /// … or this much time, whichever comes first (only if something changed).
+        public var checkpointInterval: Duration = .seconds(30)
+        public var views: ViewSettings = ViewSettings()
+
+        public init() {}
+    }
+
+    public let path: String
+    public let nodeName: String
+    public let nodeID: NodeID
+    public let settings: Settings
+    /// Snapshot reads of the same environment.
+    public let reader: EventLogReader
+
+    private let writer: Writer
+
+    /// Opens (creating if needed) the data directory of node `nodeName`.
+    ///
+    /// Restores the views from the last checkpoint plus the tail, and moves the clock past every
+    /// HLC this node has used before, so it never goes backwards across restarts.
+    public static func open(
+        directory: String, nodeName: String, settings: Settings = Settings(), clock: any WallClock = SystemWallClock()
+    ) throws -> EventStore {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var options = LMDBEnvironment.Options()
+        options.mapSizeBytes = settings.mapSizeBytes
+        let env = try LMDBEnvironment(path: directory, options: options)
+        try Self.checkOwnership(env: env, directory: directory)
+        let dbs = try Databases(env: env, create: true)
+        let reader = EventLogReader(path: directory, env: env, dbs: dbs)
+        let nodeID = NodeID(name: nodeName)
+        try env.write { txn in
+            if let existing = try txn.get(dbs.meta, key: Schema.Meta.nodeName) {
+                let name = String(decoding: existing, as: UTF8.self)
+                guard name == nodeName else {
+                    throw EventLogError(
+                        .wrongNode, path: directory,
+                        "this data directory belongs to node '\(name)', not '\(nodeName)'; use that node id or another --data dir"
+                    )
+                }
+            }
+            try txn.put(dbs.meta, key: Schema.Meta.format, value: Array(Schema.formatTag.utf8))
+            try txn.put(dbs.meta, key: Schema.Meta.nodeName, value: Array(nodeName.utf8))
+            try txn.put(dbs.names, key: Schema.u64(nodeID.rawValue), value: Array(nodeName.utf8))
+        }
+        let (view, _) = try reader.restoreViews(settings: settings.views)
+        let state = try env.read { txn in
+            var bound = HLCTimestamp.zero
+            if let c = try txn.get(dbs.meta, key: Schema.Meta.clock), c.count == 8 {
+                bound = HLCTimestamp(rawValue: c.withUnsafeBytes { Schema.u64($0) })
+            }
+            let last = try txn.lastKey(dbs.events).flatMap { k in k.withUnsafeBytes { EventID(key: $0) } }
+            if let last, last.hlc > bound { bound = last.hlc }
+            let seq = try txn.get(dbs.meta, key: Schema.Meta.seq).map { s in s.withUnsafeBytes { Schema.u64($0) } } ?? 0
+            return (bound, last, seq)
+        }
+        return EventStore(
+            path: directory, nodeName: nodeName, nodeID: nodeID, settings: settings, env: env, dbs: dbs,
+            reader: reader, view: view, clockBound: state.0, lastKey: state.1, seq: state.2, clock: clock)
+    }
+
+    private static func checkOwnership(env: LMDBEnvironment, directory: String) throws {
+        // A directory is ours if it is empty or carries our format tag in `meta`.
+        let verdict: String? = try env.read { txn in
+            var mainDB = MDB_dbi()
+            try check(mdb_dbi_open(txn.txn, nil, 0, &mainDB), "mdb_dbi_open(main)")
+            let main = LMDBDatabase(dbi: mainDB, name: "main")
+            var names: [String] = []
+            try txn.scan(main) { key, _ in
+                names.append(String(decoding: key, as: UTF8.self))
+                return true
+            }
+            if names.isEmpty { return nil }
+            if !names.contains(Schema.DB.meta) { return "holds LMDB databases \(names.prefix(5)) but no Bifrost log" }
+            return nil
+        }
+        if let verdict {
+            throw EventLogError(.notOurs, path: directory, "not a Bifrost data directory: it \(verdict)")
+        }
+    }
+
+    private init(
+        path: String, nodeName: String, nodeID: NodeID, settings: Settings, env: LMDBEnvironment, dbs: Databases,
+        reader: EventLogReader, view: ViewState, clockBound: HLCTimestamp, lastKey: EventID?, seq: UInt64,
+        clock: any WallClock
+    ) {
+        self.path = path
+        self.nodeName = nodeName
+        self.nodeID = nodeID
+        self.settings = settings
+        self.reader = reader
+        var hlc = HybridLogicalClock(maxOffsetMillis: settings.maxClockOffsetMillis)
+        hlc.advance(toAtLeast: clockBound)
+        self.writer = Writer(
+            env: env, dbs: dbs, settings: settings, view: view, hlc: hlc, lastKey: lastKey, seq: seq, wallClock: clock)
+        writer.start()
+    }
+
+    deinit {
+        writer.stop()
+    }
+
+    // MARK: Writing
+
+    /// Appends locally created events and returns their ids once committed with `durability`
+    /// (default: the strongest class any of the payloads asks for).
+    public func append(contentsOf payloads: [Event.Payload], durability: Durability? = nil) async throws -> [EventID] {
+        let durability =
+            durability ?? (payloads.contains { $0.defaultDurability == .synced } ? .synced : .batched)
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.submitLocal(payloads, origin: nodeID, durability: durability, continuation: continuation)
+        }
+    }
+
+    public func append(_ payload: Event.Payload, durability: Durability? = nil) async throws -> EventID {
+        try await append(contentsOf: [payload], durability: durability)[0]
+    }
+
+    /// Inserts events received from peers, given as their encoded bytes (the bytes are stored
+    /// verbatim so digests agree across nodes). Idempotent; applies the HLC receive rule.
+    public func insert(encoded: [[UInt8]], durability: Durability = .batched) async throws -> [InsertOutcome] {
+        try await withCheckedThrowingContinuation { continuation in
+            writer.submitRemote(encoded, durability: durability, continuation: continuation)
+        }
+    }
+
+    public func insert(_ events: [Event], durability: Durability = .batched) async throws -> [InsertOutcome] {
+        try await insert(encoded: events.map(EventCodec.encode), durability: durability)
+    }
+
+    /// Writes a view checkpoint now (also done periodically and on close).
+    public func checkpoint() async throws {
+        try await writer.run { w in try w.writeCheckpoint() }
+    }
+
+    /// Compacts counter and usage events with HLC below `horizon` into per-window aggregates.
+    /// Views and the relation "stored digests = recomputed digests" are unchanged by it.
+    public func compact(before horizon: HLCTimestamp) async throws -> CompactionReport {
+        try await writer.run { w in try w.compact(before: horizon) }
+    }
+
+    /// Flushes everything queued, writes a final checkpoint and stops the writer. Idempotent.
+    public func close() async throws {
+        try await writer.run { w in try w.writeCheckpoint() }
+        writer.stop()
+    }
+
+    // MARK: Reading
+
+    /// Runs `body` with the live views (everything committed so far).
+    public func withViews<R>(_ body: (ViewState) throws -> R) rethrows -> R {
+        try writer.views.withLock { try body($0) }
+    }
+
+    public var viewSnapshot: ViewState { writer.views.withLock { $0 } }
+
+    public var statistics: EventStoreStatistics { writer.statistics }
+
+    /// The last HLC this node issued or observed.
+    public var clockNow: HLCTimestamp { writer.currentClock }
+}

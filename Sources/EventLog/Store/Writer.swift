@@ -1,0 +1,499 @@
+import CLMDB
+import Foundation
+import Synchronization
+
+/// The single writer of an `EventStore`: a queue filled by any task, drained by one dedicated
+/// thread that owns every LMDB write transaction (group commit, see `EventStore`).
+final class Writer: @unchecked Sendable {
+    struct Item {
+        var id: EventID
+        var bytes: [UInt8]
+        var event: Event
+    }
+
+    enum Completion {
+        case append(CheckedContinuation<[EventID], any Error>, [EventID])
+        /// `outcomes` holds the verdicts decided before queueing; nil slots are filled, in order,
+        /// by the commit.
+        case insert(CheckedContinuation<[InsertOutcome], any Error>, [InsertOutcome?])
+        case job(@Sendable (Writer) -> Void, fail: @Sendable (any Error) -> Void)
+    }
+
+    struct Request {
+        var items: [Item]
+        var durability: Durability
+        var completion: Completion
+    }
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var pending: [Request] = []
+    private var pendingEvents = 0
+    private var pendingUrgent = false
+    private var stopping = false
+    private var hlc: HybridLogicalClock
+
+    // Owned by the writer thread.
+    let env: LMDBEnvironment
+    let dbs: Databases
+    let settings: EventStore.Settings
+    let views: Mutex<ViewState>
+    private let wallClock: any WallClock
+    private(set) var lastKey: EventID?
+    private(set) var seq: UInt64
+    private var checkpointSeq: UInt64
+    private var lastCheckpoint = ContinuousClock.now
+
+    private let stats = Mutex(EventStoreStatistics())
+    private let finished = DispatchSemaphore(value: 0)
+    private let started = Atomic<Bool>(false)
+    private let joined = Atomic<Bool>(false)
+
+    init(
+        env: LMDBEnvironment, dbs: Databases, settings: EventStore.Settings, view: ViewState,
+        hlc: HybridLogicalClock, lastKey: EventID?, seq: UInt64, wallClock: any WallClock
+    ) {
+        self.env = env
+        self.dbs = dbs
+        self.settings = settings
+        self.views = Mutex(view)
+        self.hlc = hlc
+        self.lastKey = lastKey
+        self.seq = seq
+        self.checkpointSeq = seq
+        self.wallClock = wallClock
+        stats.withLock { $0.lastSeq = seq }
+    }
+
+    func start() {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "bifrost-eventlog-writer"
+        thread.qualityOfService = .userInitiated
+        thread.start()
+    }
+
+    /// Drains what is queued, then stops the thread and waits for it. Later submissions fail
+    /// with `.closed`.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if started.load(ordering: .acquiring), !joined.exchange(true, ordering: .acquiringAndReleasing) {
+            finished.wait()
+        }
+    }
+
+    var statistics: EventStoreStatistics { stats.withLock { $0 } }
+
+    var currentClock: HLCTimestamp {
+        condition.lock()
+        defer { condition.unlock() }
+        return hlc.last
+    }
+
+    private func closedError() -> EventLogError {
+        EventLogError(.closed, path: env.path, "the event store is closed; reopen it to write")
+    }
+
+    // MARK: Submission (any thread)
+
+    func submitLocal(
+        _ payloads: [Event.Payload], origin: NodeID, durability: Durability,
+        continuation: CheckedContinuation<[EventID], any Error>
+    ) {
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            return continuation.resume(throwing: closedError())
+        }
+        let pt = wallClock.nowMillis()
+        var items: [Item] = []
+        items.reserveCapacity(payloads.count)
+        var ids: [EventID] = []
+        ids.reserveCapacity(payloads.count)
+        for payload in payloads {
+            let id = EventID(hlc: hlc.now(physicalMillis: pt), origin: origin)
+            let event = Event(id: id, payload: payload)
+            items.append(Item(id: id, bytes: EventCodec.encode(event), event: event))
+            ids.append(id)
+        }
+        enqueue(Request(items: items, durability: durability, completion: .append(continuation, ids)))
+        condition.unlock()
+    }
+
+    func submitRemote(
+        _ encoded: [[UInt8]], durability: Durability, continuation: CheckedContinuation<[InsertOutcome], any Error>
+    ) {
+        var outcomes = [InsertOutcome?](repeating: nil, count: encoded.count)
+        var decoded: [(Int, Event)] = []
+        decoded.reserveCapacity(encoded.count)
+        var rejected: UInt64 = 0
+        for (i, bytes) in encoded.enumerated() {
+            do {
+                decoded.append((i, try EventCodec.decode(bytes)))
+            } catch {
+                outcomes[i] = .rejected(error)
+                rejected += 1
+            }
+        }
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            return continuation.resume(throwing: closedError())
+        }
+        let pt = wallClock.nowMillis()
+        var items: [Item] = []
+        items.reserveCapacity(decoded.count)
+        var quarantined: UInt64 = 0
+        for (i, event) in decoded {
+            do {
+                try hlc.receive(event.id.hlc, physicalMillis: pt)
+                items.append(Item(id: event.id, bytes: encoded[i], event: event))
+            } catch {
+                outcomes[i] = .quarantined
+                quarantined += 1
+            }
+        }
+        if items.isEmpty {
+            condition.unlock()
+        } else {
+            enqueue(Request(items: items, durability: durability, completion: .insert(continuation, outcomes)))
+            condition.unlock()
+        }
+        if rejected + quarantined > 0 {
+            stats.withLock {
+                $0.rejected += rejected
+                $0.quarantined += quarantined
+            }
+        }
+        if items.isEmpty { continuation.resume(returning: outcomes.map { $0! }) }
+    }
+
+    /// Runs `body` on the writer thread after everything queued before it has been committed.
+    func run<R: Sendable>(_ body: @escaping @Sendable (Writer) throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
+            let job: @Sendable (Writer) -> Void = { writer in
+                do { continuation.resume(returning: try body(writer)) } catch { continuation.resume(throwing: error) }
+            }
+            condition.lock()
+            guard !stopping else {
+                condition.unlock()
+                return continuation.resume(throwing: closedError())
+            }
+            enqueue(
+                Request(
+                    items: [], durability: .synced,
+                    completion: .job(job, fail: { continuation.resume(throwing: $0) })))
+            condition.unlock()
+        }
+    }
+
+    /// Caller holds `condition`.
+    private func enqueue(_ request: Request) {
+        pending.append(request)
+        pendingEvents += request.items.count
+        if request.durability == .synced { pendingUrgent = true }
+        condition.signal()
+    }
+
+    // MARK: The writer thread
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty && stopping {
+                condition.unlock()
+                break
+            }
+            if !pendingUrgent && !stopping && pendingEvents < settings.groupCommitMaxEvents {
+                let window = settings.groupCommitWindow.components
+                let deadline = Date(
+                    timeIntervalSinceNow: Double(window.seconds) + Double(window.attoseconds) * 1e-18)
+                while !pendingUrgent && !stopping && pendingEvents < settings.groupCommitMaxEvents {
+                    if !condition.wait(until: deadline) { break }
+                }
+            }
+            let batch = pending
+            pending = []
+            pendingEvents = 0
+            pendingUrgent = false
+            let clockBound = hlc.last
+            condition.unlock()
+            process(batch, clockBound: clockBound)
+        }
+        finished.signal()
+    }
+
+    private func process(_ batch: [Request], clockBound: HLCTimestamp) {
+        var group: [Request] = []
+        for request in batch {
+            if case .job(let job, _) = request.completion {
+                commit(group, clockBound: clockBound)
+                group.removeAll()
+                job(self)
+            } else {
+                group.append(request)
+            }
+        }
+        commit(group, clockBound: clockBound)
+        maybeCheckpoint()
+    }
+
+    /// Retries `body` after growing the map each time it hits `MDB_MAP_FULL`.
+    func withMapGrowth<R>(_ body: () throws -> R) throws -> R {
+        var attempts = 0
+        while true {
+            do {
+                return try body()
+            } catch let error as LMDBError where error.isMapFull && attempts < 16 {
+                attempts += 1
+                try env.growMap()
+                stats.withLock { $0.mapGrowths += 1 }
+            }
+        }
+    }
+
+    private func commit(_ group: [Request], clockBound: HLCTimestamp) {
+        guard !group.isEmpty else { return }
+        let synced = group.contains { $0.durability == .synced }
+        let written: WrittenBatch
+        do {
+            let start = ContinuousClock.now
+            written = try withMapGrowth { try env.write { txn in try writeEvents(group, clockBound: clockBound, txn) } }
+            let elapsed = ContinuousClock.now - start
+            stats.withLock { $0.commitTime += elapsed }
+        } catch {
+            for request in group { fail(request, error) }
+            return
+        }
+        seq = written.seq
+        lastKey = written.lastKey
+        var syncError: (any Error)?
+        if synced {
+            do { try env.sync() } catch { syncError = error }
+        }
+        views.withLock { view in
+            for (r, request) in group.enumerated() {
+                for (i, item) in request.items.enumerated() where written.inserted[r][i] { view.apply(item.event) }
+            }
+        }
+        var appended: UInt64 = 0
+        var inserted: UInt64 = 0
+        var duplicates: UInt64 = 0
+        for (r, request) in group.enumerated() {
+            if case .append = request.completion {
+                appended += UInt64(request.items.count)
+            } else {
+                for ok in written.inserted[r] { if ok { inserted += 1 } else { duplicates += 1 } }
+            }
+        }
+        stats.withLock {
+            $0.appended += appended
+            $0.inserted += inserted
+            $0.duplicates += duplicates
+            $0.commits += 1
+            if synced { $0.syncedCommits += 1 }
+            $0.lastSeq = seq
+        }
+        for (r, request) in group.enumerated() {
+            if let syncError, request.durability == .synced {
+                fail(request, syncError)
+                continue
+            }
+            switch request.completion {
+            case .append(let continuation, let ids):
+                continuation.resume(returning: ids)
+            case .insert(let continuation, var outcomes):
+                var next = 0
+                for slot in outcomes.indices where outcomes[slot] == nil {
+                    outcomes[slot] = written.inserted[r][next] ? .inserted : .duplicate
+                    next += 1
+                }
+                continuation.resume(returning: outcomes.map { $0! })
+            case .job:
+                break
+            }
+        }
+    }
+
+    private func fail(_ request: Request, _ error: any Error) {
+        switch request.completion {
+        case .append(let continuation, _): continuation.resume(throwing: error)
+        case .insert(let continuation, _): continuation.resume(throwing: error)
+        case .job(_, let fail): fail(error)
+        }
+    }
+
+    struct WrittenBatch {
+        var inserted: [[Bool]]
+        var seq: UInt64
+        var lastKey: EventID?
+    }
+
+    /// One transaction: events, insertion log, digests (same transaction, DESIGN §2), origin
+    /// watermarks, names, clock bound and seq.
+    private func writeEvents(
+        _ group: [Request], clockBound: HLCTimestamp, _ txn: LMDBTransaction
+    ) throws
+        -> WrittenBatch
+    {
+        var inserted: [[Bool]] = []
+        inserted.reserveCapacity(group.count)
+        var seq = self.seq
+        var last = self.lastKey
+        var digests = DigestAccumulator()
+        var origins: [NodeID: OriginWatermark] = [:]
+        var names: [NodeID: String] = [:]
+        var key = [UInt8](repeating: 0, count: EventID.byteCount)
+        // Fingerprints first, in one timed pass: `digestNanos` is the digest index's share of
+        // the append cost (reported by the benchmark).
+        let digestStart = ContinuousClock.now
+        var fingerprints: [[Fingerprint]] = []
+        fingerprints.reserveCapacity(group.count)
+        for request in group {
+            fingerprints.append(
+                request.items.map { item in item.bytes.withUnsafeBytes { Fingerprint(eventBytes: $0) } })
+        }
+        var digestTime = ContinuousClock.now - digestStart
+        for (r, request) in group.enumerated() {
+            var flags: [Bool] = []
+            flags.reserveCapacity(request.items.count)
+            for (i, item) in request.items.enumerated() {
+                let ok = try key.withUnsafeMutableBytes { keyBuffer in
+                    item.id.write(to: keyBuffer)
+                    let k = UnsafeRawBufferPointer(keyBuffer)
+                    return try item.bytes.withUnsafeBytes { value in
+                        // MDB_APPEND skips the search when keys arrive in order (local events
+                        // always do); it refuses a key that is not greater than the last one,
+                        // in which case the ordinary no-overwrite put decides.
+                        if last.map({ item.id > $0 }) ?? true,
+                            try txn.put(dbs.events, key: k, value: value, flags: MDB_APPEND)
+                        {
+                            return true
+                        }
+                        return try txn.put(dbs.events, key: k, value: value, flags: MDB_NOOVERWRITE)
+                    }
+                }
+                flags.append(ok)
+                guard ok else { continue }
+                if last.map({ item.id > $0 }) ?? true { last = item.id }
+                seq += 1
+                try Schema.u64(seq).withUnsafeBytes { s in
+                    try key.withUnsafeBytes { k in _ = try txn.put(dbs.log, key: s, value: k, flags: MDB_APPEND) }
+                }
+                digests.add(fingerprints[r][i], at: item.id.hlc)
+                var w = origins[item.id.origin] ?? OriginWatermark(maxHLC: .zero, count: 0)
+                w.maxHLC = max(w.maxHLC, item.id.hlc)
+                w.count += 1
+                origins[item.id.origin] = w
+                if case .membershipChanged(let m) = item.event.payload {
+                    names[NodeID(name: m.node)] = m.node
+                    names[NodeID(name: m.observer)] = m.observer
+                }
+            }
+            inserted.append(flags)
+        }
+        let applyStart = ContinuousClock.now
+        try digests.apply(txn, dbs.digests, sign: .add)
+        digestTime += ContinuousClock.now - applyStart
+        stats.withLock { $0.digestTime += digestTime }
+        for (origin, delta) in origins {
+            let k = Schema.u64(origin.rawValue)
+            var w = delta
+            if let existing = try txn.get(dbs.origins, key: k), existing.count == 16 {
+                existing.withUnsafeBytes { e in
+                    w.maxHLC = max(w.maxHLC, HLCTimestamp(rawValue: Schema.u64(e)))
+                    w.count += Schema.u64(e, at: 8)
+                }
+            }
+            try txn.put(dbs.origins, key: k, value: Schema.u64(w.maxHLC.rawValue) + Schema.u64(w.count))
+        }
+        for (id, name) in names where !name.isEmpty {
+            try txn.put(dbs.names, key: Schema.u64(id.rawValue), value: Array(name.utf8), flags: MDB_NOOVERWRITE)
+        }
+        let bound = max(clockBound, last?.hlc ?? .zero)
+        try txn.put(dbs.meta, key: Schema.Meta.clock, value: Schema.u64(bound.rawValue))
+        try txn.put(dbs.meta, key: Schema.Meta.seq, value: Schema.u64(seq))
+        return WrittenBatch(inserted: inserted, seq: seq, lastKey: last)
+    }
+
+    // MARK: Checkpoints
+
+    private func maybeCheckpoint() {
+        guard seq > checkpointSeq else { return }
+        let due =
+            seq - checkpointSeq >= settings.checkpointEveryEvents
+            || ContinuousClock.now - lastCheckpoint >= settings.checkpointInterval
+        if due { try? writeCheckpoint() }
+    }
+
+    /// Stores the current views with the seq they cover and prunes the insertion log below it.
+    func writeCheckpoint() throws {
+        let snapshot = views.withLock { $0 }
+        let bytes = Schema.u64(seq) + ViewCodec.encode(snapshot)
+        try withMapGrowth {
+            try env.write { txn in
+                try writeCheckpoint(bytes, txn)
+            }
+        }
+        try env.sync()
+        checkpointSeq = seq
+        lastCheckpoint = .now
+        stats.withLock { $0.checkpoints += 1 }
+    }
+
+    func writeCheckpoint(_ bytes: [UInt8], _ txn: LMDBTransaction) throws {
+        try txn.put(dbs.meta, key: Schema.Meta.checkpoint, value: bytes)
+        try txn.deleteAll(dbs.log, below: Schema.u64(seq + 1))
+    }
+}
+
+/// Collects fingerprint deltas for a batch: events of one leaf bucket are summed first, then the
+/// sum is added to the leaf and every ancestor once, so a batch costs a handful of digest writes
+/// however many events it holds.
+struct DigestAccumulator {
+    enum Sign { case add, subtract }
+
+    private var currentLeaf: DigestKey?
+    private var currentHLC = HLCTimestamp.zero
+    private var currentSum = Fingerprint.zero
+    private(set) var deltas: [DigestKey: Fingerprint] = [:]
+
+    mutating func add(_ fp: Fingerprint, at hlc: HLCTimestamp) {
+        let leaf = DigestKey(level: 0, hlc: hlc)
+        if leaf != currentLeaf {
+            flush()
+            currentLeaf = leaf
+            currentHLC = hlc
+        }
+        currentSum.add(fp)
+    }
+
+    private mutating func flush() {
+        guard currentLeaf != nil, currentSum.count > 0 else { return }
+        for key in DigestKey.path(for: currentHLC) { deltas[key, default: .zero].add(currentSum) }
+        currentSum = .zero
+    }
+
+    mutating func apply(_ txn: LMDBTransaction, _ db: LMDBDatabase, sign: Sign) throws {
+        flush()
+        currentLeaf = nil
+        for (key, delta) in deltas {
+            let k = key.bytes
+            var fp = try k.withUnsafeBytes { kb in try txn.get(db, key: kb).flatMap(Fingerprint.init(bytes:)) } ?? .zero
+            switch sign {
+            case .add: fp.add(delta)
+            case .subtract: fp.subtract(delta)
+            }
+            if fp.count == 0 {
+                try txn.delete(db, key: k)
+            } else {
+                try txn.put(db, key: k, value: fp.bytes)
+            }
+        }
+        deltas.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,232 @@
+import Crypto
+
+/// Settings that change how events fold (they must be the same on every node).
+public struct ViewSettings: Sendable, Hashable {
+    /// Operator keys (raw 32-byte Ed25519 public keys) whose `config.updated` events are folded.
+    /// `nil` folds unsigned and correctly signed documents alike; a present but invalid signature
+    /// is always rejected.
+    public var trustedConfigKeys: Set<[UInt8]>?
+    /// Width of the key-performance windows.
+    public var performanceWindowMillis: UInt64
+
+    public init(trustedConfigKeys: Set<[UInt8]>? = nil, performanceWindowMillis: UInt64 = 60_000) {
+        self.trustedConfigKeys = trustedConfigKeys
+        self.performanceWindowMillis = performanceWindowMillis
+    }
+}
+
+/// A limit counter's identity: the limit key and the fixed window it counts in.
+public struct CounterKey: Hashable, Comparable, Sendable {
+    public var limitKey: String
+    public var windowMillis: UInt32
+    public var windowStartMillis: UInt64
+
+    public init(limitKey: String, windowMillis: UInt32, windowStartMillis: UInt64) {
+        self.limitKey = limitKey
+        self.windowMillis = windowMillis
+        self.windowStartMillis = windowStartMillis
+    }
+
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.limitKey, a.windowMillis, a.windowStartMillis) < (b.limitKey, b.windowMillis, b.windowStartMillis)
+    }
+}
+
+/// Per-origin counts for one counter. Admission reads `own + Σ peers`.
+public struct OriginCounts: Hashable, Sendable {
+    public var byOrigin: [NodeID: UInt64] = [:]
+    public var total: UInt64 { byOrigin.values.reduce(0, +) }
+
+    public init() {}
+
+    @inline(__always)
+    mutating func add(_ origin: NodeID, _ n: UInt64) { byOrigin[origin, default: 0] += n }
+}
+
+public struct PerformanceKey: Hashable, Comparable, Sendable {
+    public var keyID: String
+    public var windowStartMillis: UInt64
+
+    public init(keyID: String, windowStartMillis: UInt64) {
+        self.keyID = keyID
+        self.windowStartMillis = windowStartMillis
+    }
+
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.keyID, a.windowStartMillis) < (b.keyID, b.windowStartMillis)
+    }
+}
+
+/// The value of a last-writer-wins register and the event that wrote it.
+public struct LWW<Value: Hashable & Sendable>: Hashable, Sendable {
+    public var value: Value
+    public var event: EventID
+
+    public init(value: Value, event: EventID) {
+        self.value = value
+        self.event = event
+    }
+
+    /// Keeps the write with the greater event id: commutative, associative and idempotent.
+    mutating func merge(_ value: Value, at event: EventID) {
+        if event > self.event {
+            self.value = value
+            self.event = event
+        }
+    }
+}
+
+public struct AlertKey: Hashable, Comparable, Sendable {
+    public var rule: String
+    public var scope: String
+
+    public init(rule: String, scope: String) {
+        self.rule = rule
+        self.scope = scope
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.rule, a.scope) < (b.rule, b.scope) }
+}
+
+/// Every materialized view, folded from events (DESIGN §2 "Views").
+///
+/// `apply` is a deterministic fold whose result does not depend on the order of events: counters
+/// are sums, registers are last-writer-wins by event id. Duplicates must be filtered before
+/// (the store's idempotent insert does it), since sums are not idempotent.
+public struct ViewState: Hashable, Sendable {
+    public var settings: ViewSettings
+    /// Admitted requests per limit key and window.
+    public var limitCounters: [CounterKey: OriginCounts] = [:]
+    /// Tokens (in + out) per limit key and window.
+    public var tokenCounters: [CounterKey: OriginCounts] = [:]
+    /// Provider-key weights set by operators or the weight controller.
+    public var weights: [String: LWW<WeightChanged>] = [:]
+    /// The configuration in force (only documents that passed signature checks).
+    public var config: LWW<ConfigUpdated>?
+    /// Usage per provider key and performance window.
+    public var keyPerformance: [PerformanceKey: UsageSummary] = [:]
+    public var alerts: [AlertKey: LWW<AlertFired>] = [:]
+    /// The latest observed state of every member (audit).
+    public var members: [String: LWW<MembershipChanged>] = [:]
+    /// Events folded, by kind name (including `unknown.<n>` ones that were skipped).
+    public var eventsByKind: [String: UInt64] = [:]
+    /// `config.updated` events refused for a missing, untrusted or invalid signature.
+    public var rejectedConfigs: UInt64 = 0
+    /// The greatest event id folded so far.
+    public var lastEvent: EventID?
+
+    public init(settings: ViewSettings = ViewSettings()) {
+        self.settings = settings
+    }
+
+    public var eventCount: UInt64 { eventsByKind.values.reduce(0, +) }
+
+    public mutating func apply(_ event: Event) {
+        let origin = event.id.origin
+        switch event.payload {
+        case .rateLimitIncrement(let p):
+            for key in p.keys {
+                limitCounters[
+                    CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
+                    default: OriginCounts()
+                ].add(origin, UInt64(p.requests))
+            }
+        case .usageRecorded(let p):
+            let tokens = UInt64(p.tokensIn) + UInt64(p.tokensOut)
+            for key in p.limitKeys {
+                tokenCounters[
+                    CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
+                    default: OriginCounts()
+                ].add(origin, tokens)
+            }
+            keyPerformance[performanceKey(p.keyID, event.id.hlc), default: UsageSummary()].record(p)
+        case .usageAggregated(let p):
+            let tokens = p.summary.tokensIn + p.summary.tokensOut
+            for key in p.limitKeys {
+                tokenCounters[
+                    CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
+                    default: OriginCounts()
+                ].add(origin, tokens)
+            }
+            keyPerformance[performanceKey(p.keyID, event.id.hlc), default: UsageSummary()].merge(p.summary)
+        case .weightChanged(let p):
+            if weights[p.keyID] == nil {
+                weights[p.keyID] = LWW(value: p, event: event.id)
+            } else {
+                weights[p.keyID]!.merge(p, at: event.id)
+            }
+        case .configUpdated(let p):
+            guard isTrusted(p) else {
+                rejectedConfigs += 1
+                return countFolded(event)
+            }
+            if config == nil { config = LWW(value: p, event: event.id) } else { config!.merge(p, at: event.id) }
+        case .membershipChanged(let p):
+            if members[p.node] == nil {
+                members[p.node] = LWW(value: p, event: event.id)
+            } else {
+                members[p.node]!.merge(p, at: event.id)
+            }
+        case .alertFired(let p):
+            let key = AlertKey(rule: p.rule, scope: p.scope)
+            if alerts[key] == nil {
+                alerts[key] = LWW(value: p, event: event.id)
+            } else {
+                alerts[key]!.merge(p, at: event.id)
+            }
+        case .unknown:
+            break
+        }
+        countFolded(event)
+    }
+
+    private mutating func countFolded(_ event: Event) {
+        eventsByKind[event.payload.kindName, default: 0] += 1
+        if lastEvent.map({ event.id > $0 }) ?? true { lastEvent = event.id }
+    }
+
+    @inline(__always)
+    private func performanceKey(_ keyID: String, _ hlc: HLCTimestamp) -> PerformanceKey {
+        let w = settings.performanceWindowMillis
+        return PerformanceKey(keyID: keyID, windowStartMillis: hlc.wallMillis / w * w)
+    }
+
+    /// Whether a config document may be folded under `settings.trustedConfigKeys`.
+    public func isTrusted(_ update: ConfigUpdated) -> Bool {
+        let signed = !update.signature.isEmpty || !update.signerKey.isEmpty
+        if let trusted = settings.trustedConfigKeys {
+            guard signed, trusted.contains(update.signerKey) else { return false }
+        } else if !signed {
+            return true
+        }
+        return ConfigSignature.verify(update)
+    }
+
+    /// Requests admitted for `limitKey` in the window starting at `windowStartMillis`, all origins.
+    public func admitted(_ limitKey: String, windowMillis: UInt32, windowStartMillis: UInt64) -> UInt64 {
+        limitCounters[CounterKey(limitKey: limitKey, windowMillis: windowMillis, windowStartMillis: windowStartMillis)]?
+            .total ?? 0
+    }
+}
+
+/// Ed25519 signatures over config documents (DESIGN §3, "Security").
+public enum ConfigSignature {
+    public static func verify(_ update: ConfigUpdated) -> Bool {
+        guard update.signature.count == 64,
+            let key = try? Curve25519.Signing.PublicKey(rawRepresentation: update.signerKey)
+        else { return false }
+        return key.isValidSignature(update.signature, for: update.document)
+    }
+
+    /// Signs `document` with a raw 32-byte Ed25519 private key.
+    public static func sign(
+        document: [UInt8], author: String, privateKey: Curve25519.Signing.PrivateKey
+    ) throws
+        -> ConfigUpdated
+    {
+        let signature = try privateKey.signature(for: document)
+        return ConfigUpdated(
+            document: document, author: author, signerKey: Array(privateKey.publicKey.rawRepresentation),
+            signature: Array(signature))
+    }
+}

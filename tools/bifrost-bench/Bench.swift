@@ -1,0 +1,15 @@
+import ArgumentParser
+import EventLog
+import ToolSupport
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bifrost-bench",
+        abstract: "Measure Bifrost's parts on this machine.",
+        discussion: """
+            Each benchmark prints a human summary, or one JSON object with --json (what `make bench`
+            collects into docs/BENCHMARKS.md). Build with -c release before trusting the numbers.
+            """,
+        subcommands: [EventLogBench.self, Populate.self, AppendLoop.self])
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every benchmark against release binaries and writes the report (docs/BENCHMARKS.md).
+# Benchmarks measure side by side in one run; nothing else should be building meanwhile.
+set -euo pipefail
+BIN=${BIN:-.build/release}
+BENCH_OUT=${BENCH_OUT:-bench/out}
+BENCH_EVENTS=${BENCH_EVENTS:-1000000}
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bifrost-bench.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+mkdir -p "$BENCH_OUT"
+
+echo "== eventlog: $BENCH_EVENTS events"
+"$BIN/bifrost-bench" eventlog --data "$SCRATCH" --events "$BENCH_EVENTS" --json | tee "$BENCH_OUT/eventlog.json"
+
+python3 tools/scripts/bench_report.py "$BENCH_OUT" docs/BENCHMARKS.md
+echo "report: docs/BENCHMARKS.md"
