@@ -102,6 +102,7 @@ struct EventLogBench: AsyncParsableCommand {
         // 1. Batched appends and inserts through the store.
         let store = try EventStore.open(directory: "\(root)/node", nodeName: "bench-node-1")
         let next = SharedCounter()
+        let cpuStart = Self.processCPUSeconds()
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<writers {
@@ -120,6 +121,7 @@ struct EventLogBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let appendTime = (ContinuousClock.now - start).seconds
+        let appendCPU = Self.processCPUSeconds() - cpuStart
         let stats = store.statistics
 
         // 2. Synced single-event commits, one at a time.
@@ -163,7 +165,10 @@ struct EventLogBench: AsyncParsableCommand {
             "raw_lmdb_events_per_s": .double((Double(events) / rawTime).rounded()),
             "ratio_to_raw_lmdb": .double(((rawTime / appendTime) * 1000).rounded() / 1000),
             "commits": .uint(stats.commits),
-            "digest_overhead_pct": .double((stats.digestTime.seconds / appendTime * 1000).rounded() / 10),
+            "append_cpu_us_per_event": .double((appendCPU / Double(events) * 1e6 * 1000).rounded() / 1000),
+            "digest_cpu_us_per_event": .double(
+                (stats.digestTime.seconds / Double(events) * 1e6 * 1000).rounded() / 1000),
+            "digest_overhead_pct": .double((stats.digestTime.seconds / appendCPU * 1000).rounded() / 10),
             "synced_commit_p50_ms": .double(Self.quantile(syncedLatencies, 0.5)),
             "synced_commit_p99_ms": .double(Self.quantile(syncedLatencies, 0.99)),
             "replay_events": .uint(view.eventCount),
@@ -175,6 +180,14 @@ struct EventLogBench: AsyncParsableCommand {
         } else {
             ToolSupport.printLine(result.rendered(pretty: true))
         }
+    }
+
+    /// User + system CPU time of this process so far.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     static func quantile(_ sorted: [Double], _ q: Double) -> Double {

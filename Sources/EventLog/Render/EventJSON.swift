@@ -130,7 +130,7 @@ public enum EventJSON {
                 map.keys.sorted().map { key in
                     let counts = map[key]!
                     var byOrigin: [String: JSONValue] = [:]
-                    for (origin, n) in counts.byOrigin { byOrigin[names[origin] ?? origin.hex] = .uint(n) }
+                    for e in counts.entries { byOrigin[names[e.origin] ?? e.origin.hex] = .uint(e.count) }
                     return .object([
                         "key": .string(key.limitKey), "window_ms": .uint(UInt64(key.windowMillis)),
                         "window_start_ms": .uint(key.windowStartMillis),

@@ -29,6 +29,17 @@ struct CompactionGroup: Hashable {
     var performanceWindow: UInt64
 }
 
+extension CompactionGroup {
+    static func usage(
+        _ origin: NodeID, _ keyID: String, _ model: String, _ keys: [String], _ windowStart: UInt64, _ window: UInt32,
+        _ performanceWindow: UInt64
+    ) -> CompactionGroup {
+        CompactionGroup(
+            origin: origin, family: .usage, keyID: keyID, model: model, keys: keys, windowStartMillis: windowStart,
+            windowMillis: window, performanceWindow: performanceWindow)
+    }
+}
+
 struct CompactionAccumulator {
     var members: [(EventID, Fingerprint, String)] = []
     var requests: UInt64 = 0
@@ -71,17 +82,13 @@ extension Writer {
                         acc = groups[group] ?? CompactionAccumulator()
                         acc.requests += UInt64(p.requests)
                     case .usageRecorded(let p):
-                        group = CompactionGroup(
-                            origin: id.origin, family: .usage, keyID: p.keyID, model: p.model, keys: p.limitKeys,
-                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis,
-                            performanceWindow: perf)
+                        group = .usage(
+                            id.origin, p.keyID, p.model, p.limitKeys, p.windowStartMillis, p.windowMillis, perf)
                         acc = groups[group] ?? CompactionAccumulator()
                         acc.summary.record(p)
                     case .usageAggregated(let p):
-                        group = CompactionGroup(
-                            origin: id.origin, family: .usage, keyID: p.keyID, model: p.model, keys: p.limitKeys,
-                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis,
-                            performanceWindow: perf)
+                        group = .usage(
+                            id.origin, p.keyID, p.model, p.limitKeys, p.windowStartMillis, p.windowMillis, perf)
                         acc = groups[group] ?? CompactionAccumulator()
                         acc.summary.merge(p.summary)
                     default:
@@ -95,17 +102,12 @@ extension Writer {
                 var removeDigests = DigestAccumulator()
                 var addDigests = DigestAccumulator()
                 var originRemoved: [NodeID: UInt64] = [:]
-                for (group, acc) in groups where acc.members.count > 1 || acc.requests > UInt64(UInt32.max) {
-                    // A single event is already as small as it gets.
-                    guard acc.members.count > 1 else { continue }
-                    for (id, fp, kindName) in acc.members {
-                        try txn.delete(dbs.events, key: id.bytes)
-                        removeDigests.add(fp, at: id.hlc)
-                        kindDelta[kindName, default: 0] -= 1
-                    }
+                // A single event is already as small as it gets.
+                for (group, acc) in groups where acc.members.count > 1 {
                     let payload: Event.Payload
                     switch group.family {
                     case .increment:
+                        // Counts that no longer fit one event stay as they are.
                         guard let requests = UInt32(exactly: acc.requests) else { continue }
                         payload = .rateLimitIncrement(
                             RateLimitIncrement(
@@ -117,6 +119,11 @@ extension Writer {
                                 keyID: group.keyID, model: group.model, limitKeys: group.keys,
                                 windowStartMillis: group.windowStartMillis, windowMillis: group.windowMillis,
                                 summary: acc.summary))
+                    }
+                    for (id, fp, kindName) in acc.members {
+                        try txn.delete(dbs.events, key: id.bytes)
+                        removeDigests.add(fp, at: id.hlc)
+                        kindDelta[kindName, default: 0] -= 1
                     }
                     let aggregate = Event(id: acc.maxID, payload: payload)
                     let bytes = EventCodec.encode(aggregate)

@@ -31,6 +31,11 @@ public struct OriginWatermark: Hashable, Sendable {
     /// fills them).
     public var maxHLC: HLCTimestamp
     public var count: UInt64
+
+    mutating func merge(_ other: OriginWatermark) {
+        maxHLC = max(maxHLC, other.maxHLC)
+        count += other.count
+    }
 }
 
 /// Summary of a log, as printed by `bifrost-dump --stats`.

@@ -26,6 +26,8 @@ public struct EventStoreStatistics: Sendable, Equatable {
     public var syncedCommits: UInt64 = 0
     public var mapGrowths: UInt64 = 0
     public var checkpoints: UInt64 = 0
+    /// Periodic checkpoints that failed (the views stay correct; a restart replays a longer tail).
+    public var checkpointFailures: UInt64 = 0
     public var lastSeq: UInt64 = 0
     /// Time spent in write transactions, commit included.
     public var commitTime: Duration = .zero

@@ -9,6 +9,8 @@ final class Writer: @unchecked Sendable {
         var id: EventID
         var bytes: [UInt8]
         var event: Event
+        /// Computed by the submitting task, off the writer thread.
+        var fingerprint: Fingerprint
     }
 
     enum Completion {
@@ -108,19 +110,30 @@ final class Writer: @unchecked Sendable {
             condition.unlock()
             return continuation.resume(throwing: closedError())
         }
+        // Stamp under the lock (the clock is shared); encode and hash outside it, in parallel
+        // with the writer. The writer restores key order if concurrent submitters interleave.
         let pt = wallClock.nowMillis()
-        var items: [Item] = []
-        items.reserveCapacity(payloads.count)
         var ids: [EventID] = []
         ids.reserveCapacity(payloads.count)
-        for payload in payloads {
-            let id = EventID(hlc: hlc.now(physicalMillis: pt), origin: origin)
+        for _ in payloads { ids.append(EventID(hlc: hlc.now(physicalMillis: pt), origin: origin)) }
+        condition.unlock()
+        let hashing = ContinuousClock.now
+        var items: [Item] = []
+        items.reserveCapacity(payloads.count)
+        for (id, payload) in zip(ids, payloads) {
             let event = Event(id: id, payload: payload)
-            items.append(Item(id: id, bytes: EventCodec.encode(event), event: event))
-            ids.append(id)
+            let bytes = EventCodec.encode(event)
+            items.append(Item(id: id, bytes: bytes, event: event, fingerprint: Fingerprint(eventBytes: bytes)))
+        }
+        let hashTime = ContinuousClock.now - hashing
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            return continuation.resume(throwing: closedError())
         }
         enqueue(Request(items: items, durability: durability, completion: .append(continuation, ids)))
         condition.unlock()
+        stats.withLock { $0.digestTime += hashTime }
     }
 
     func submitRemote(
@@ -130,14 +143,19 @@ final class Writer: @unchecked Sendable {
         var decoded: [(Int, Event)] = []
         decoded.reserveCapacity(encoded.count)
         var rejected: UInt64 = 0
+        let hashing = ContinuousClock.now
+        var fingerprints: [Fingerprint] = []
+        fingerprints.reserveCapacity(encoded.count)
         for (i, bytes) in encoded.enumerated() {
             do {
                 decoded.append((i, try EventCodec.decode(bytes)))
+                fingerprints.append(Fingerprint(eventBytes: bytes))
             } catch {
                 outcomes[i] = .rejected(error)
                 rejected += 1
             }
         }
+        let hashTime = ContinuousClock.now - hashing
         condition.lock()
         guard !stopping else {
             condition.unlock()
@@ -147,10 +165,10 @@ final class Writer: @unchecked Sendable {
         var items: [Item] = []
         items.reserveCapacity(decoded.count)
         var quarantined: UInt64 = 0
-        for (i, event) in decoded {
+        for (n, (i, event)) in decoded.enumerated() {
             do {
                 try hlc.receive(event.id.hlc, physicalMillis: pt)
-                items.append(Item(id: event.id, bytes: encoded[i], event: event))
+                items.append(Item(id: event.id, bytes: encoded[i], event: event, fingerprint: fingerprints[n]))
             } catch {
                 outcomes[i] = .quarantined
                 quarantined += 1
@@ -162,8 +180,9 @@ final class Writer: @unchecked Sendable {
             enqueue(Request(items: items, durability: durability, completion: .insert(continuation, outcomes)))
             condition.unlock()
         }
-        if rejected + quarantined > 0 {
-            stats.withLock {
+        stats.withLock {
+            $0.digestTime += hashTime
+            if rejected + quarantined > 0 {
                 $0.rejected += rejected
                 $0.quarantined += quarantined
             }
@@ -340,36 +359,43 @@ final class Writer: @unchecked Sendable {
     ) throws
         -> WrittenBatch
     {
-        var inserted: [[Bool]] = []
-        inserted.reserveCapacity(group.count)
+        var inserted: [[Bool]] = group.map { [Bool](repeating: false, count: $0.items.count) }
         var seq = self.seq
         var last = self.lastKey
         var digests = DigestAccumulator()
         var origins: [NodeID: OriginWatermark] = [:]
         var names: [NodeID: String] = [:]
         var key = [UInt8](repeating: 0, count: EventID.byteCount)
-        // Fingerprints first, in one timed pass: `digestNanos` is the digest index's share of
-        // the append cost (reported by the benchmark).
-        let digestStart = ContinuousClock.now
-        var fingerprints: [[Fingerprint]] = []
-        fingerprints.reserveCapacity(group.count)
-        for request in group {
-            fingerprints.append(
-                request.items.map { item in item.bytes.withUnsafeBytes { Fingerprint(eventBytes: $0) } })
-        }
-        var digestTime = ContinuousClock.now - digestStart
+        // Write in key order so MDB_APPEND applies to as many puts as possible; concurrent
+        // submitters may have queued their stamped batches out of order.
+        var order: [(request: Int, item: Int)] = []
+        order.reserveCapacity(group.reduce(0) { $0 + $1.items.count })
         for (r, request) in group.enumerated() {
-            var flags: [Bool] = []
-            flags.reserveCapacity(request.items.count)
-            for (i, item) in request.items.enumerated() {
+            for i in request.items.indices { order.append((r, i)) }
+        }
+        var sorted = true
+        for n in order.indices.dropFirst() {
+            let (pr, pi) = order[n - 1]
+            let (cr, ci) = order[n]
+            if group[cr].items[ci].id < group[pr].items[pi].id {
+                sorted = false
+                break
+            }
+        }
+        if !sorted { order.sort { group[$0.request].items[$0.item].id < group[$1.request].items[$1.item].id } }
+        var lastOrigin: NodeID?
+        var originMark = OriginWatermark(maxHLC: .zero, count: 0)
+        for (r, i) in order {
+            let id = group[r].items[i].id
+            do {
                 let ok = try key.withUnsafeMutableBytes { keyBuffer in
-                    item.id.write(to: keyBuffer)
+                    id.write(to: keyBuffer)
                     let k = UnsafeRawBufferPointer(keyBuffer)
-                    return try item.bytes.withUnsafeBytes { value in
+                    return try group[r].items[i].bytes.withUnsafeBytes { value in
                         // MDB_APPEND skips the search when keys arrive in order (local events
                         // always do); it refuses a key that is not greater than the last one,
                         // in which case the ordinary no-overwrite put decides.
-                        if last.map({ item.id > $0 }) ?? true,
+                        if last.map({ id > $0 }) ?? true,
                             try txn.put(dbs.events, key: k, value: value, flags: MDB_APPEND)
                         {
                             return true
@@ -377,29 +403,34 @@ final class Writer: @unchecked Sendable {
                         return try txn.put(dbs.events, key: k, value: value, flags: MDB_NOOVERWRITE)
                     }
                 }
-                flags.append(ok)
+                inserted[r][i] = ok
                 guard ok else { continue }
-                if last.map({ item.id > $0 }) ?? true { last = item.id }
+                if last.map({ id > $0 }) ?? true { last = id }
                 seq += 1
-                try Schema.u64(seq).withUnsafeBytes { s in
+                try withUnsafeBytes(of: seq.bigEndian) { s in
                     try key.withUnsafeBytes { k in _ = try txn.put(dbs.log, key: s, value: k, flags: MDB_APPEND) }
                 }
-                digests.add(fingerprints[r][i], at: item.id.hlc)
-                var w = origins[item.id.origin] ?? OriginWatermark(maxHLC: .zero, count: 0)
-                w.maxHLC = max(w.maxHLC, item.id.hlc)
-                w.count += 1
-                origins[item.id.origin] = w
-                if case .membershipChanged(let m) = item.event.payload {
+                digests.add(group[r].items[i].fingerprint, at: id.hlc)
+                if id.origin != lastOrigin {
+                    if let lastOrigin {
+                        origins[lastOrigin, default: OriginWatermark(maxHLC: .zero, count: 0)].merge(originMark)
+                    }
+                    lastOrigin = id.origin
+                    originMark = OriginWatermark(maxHLC: .zero, count: 0)
+                }
+                originMark.maxHLC = max(originMark.maxHLC, id.hlc)
+                originMark.count += 1
+                if case .membershipChanged(let m) = group[r].items[i].event.payload {
                     names[NodeID(name: m.node)] = m.node
                     names[NodeID(name: m.observer)] = m.observer
                 }
             }
-            inserted.append(flags)
         }
+        if let lastOrigin { origins[lastOrigin, default: OriginWatermark(maxHLC: .zero, count: 0)].merge(originMark) }
         let applyStart = ContinuousClock.now
         try digests.apply(txn, dbs.digests, sign: .add)
-        digestTime += ContinuousClock.now - applyStart
-        stats.withLock { $0.digestTime += digestTime }
+        let applyTime = ContinuousClock.now - applyStart
+        stats.withLock { $0.digestTime += applyTime }
         for (origin, delta) in origins {
             let k = Schema.u64(origin.rawValue)
             var w = delta
@@ -427,7 +458,14 @@ final class Writer: @unchecked Sendable {
         let due =
             seq - checkpointSeq >= settings.checkpointEveryEvents
             || ContinuousClock.now - lastCheckpoint >= settings.checkpointInterval
-        if due { try? writeCheckpoint() }
+        guard due else { return }
+        do {
+            try writeCheckpoint()
+        } catch {
+            // The log stays authoritative; the next attempt or a restart's longer tail covers it.
+            stats.withLock { $0.checkpointFailures += 1 }
+            lastCheckpoint = .now
+        }
     }
 
     /// Stores the current views with the seq they cover and prunes the insertion log below it.

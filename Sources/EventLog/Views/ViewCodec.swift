@@ -57,11 +57,11 @@ public enum ViewCodec {
             w.write(key.limitKey)
             w.write(varint: UInt64(key.windowMillis))
             w.write(varint: key.windowStartMillis)
-            let counts = map[key]!.byOrigin
-            w.write(varint: UInt64(counts.count))
-            for origin in counts.keys.sorted() {
-                w.write(bigEndian: origin.rawValue)
-                w.write(varint: counts[origin]!)
+            let entries = map[key]!.entries
+            w.write(varint: UInt64(entries.count))
+            for e in entries {
+                w.write(bigEndian: e.origin.rawValue)
+                w.write(varint: e.count)
             }
         }
     }
@@ -148,11 +148,11 @@ public enum ViewCodec {
             let key = CounterKey(
                 limitKey: try r.readString("limit key"), windowMillis: try r.readVarint(UInt32.self, "window"),
                 windowStartMillis: try r.readVarint("window start"))
-            var counts = OriginCounts()
+            var counts: [NodeID: UInt64] = [:]
             for _ in 0..<(try r.readVarint("origins")) {
-                counts.byOrigin[NodeID(rawValue: try r.readBigEndianUInt64("origin"))] = try r.readVarint("count")
+                counts[NodeID(rawValue: try r.readBigEndianUInt64("origin"))] = try r.readVarint("count")
             }
-            map[key] = counts
+            map[key] = OriginCounts(counts)
         }
         return map
     }

@@ -33,14 +33,50 @@ public struct CounterKey: Hashable, Comparable, Sendable {
 }
 
 /// Per-origin counts for one counter. Admission reads `own + Σ peers`.
+///
+/// A short array rather than a dictionary: a counter has one entry per cluster member that
+/// counted in it, and a linear scan over a handful of ids beats hashing on the fold's hot path.
 public struct OriginCounts: Hashable, Sendable {
-    public var byOrigin: [NodeID: UInt64] = [:]
-    public var total: UInt64 { byOrigin.values.reduce(0, +) }
+    /// Sorted by origin, so equal counts compare and hash equal.
+    public private(set) var entries: [(origin: NodeID, count: UInt64)] = []
 
     public init() {}
 
+    public init(_ counts: [NodeID: UInt64]) {
+        entries = counts.sorted { $0.key < $1.key }.map { (origin: $0.key, count: $0.value) }
+    }
+
+    public var byOrigin: [NodeID: UInt64] {
+        Dictionary(uniqueKeysWithValues: entries.map { ($0.origin, $0.count) })
+    }
+
+    public var total: UInt64 { entries.reduce(0) { $0 + $1.count } }
+
+    public func count(for origin: NodeID) -> UInt64 {
+        entries.first { $0.origin == origin }?.count ?? 0
+    }
+
     @inline(__always)
-    mutating func add(_ origin: NodeID, _ n: UInt64) { byOrigin[origin, default: 0] += n }
+    mutating func add(_ origin: NodeID, _ n: UInt64) {
+        for i in entries.indices where entries[i].origin == origin {
+            entries[i].count += n
+            return
+        }
+        let at = entries.firstIndex { $0.origin > origin } ?? entries.endIndex
+        entries.insert((origin: origin, count: n), at: at)
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.entries.count == b.entries.count
+            && zip(a.entries, b.entries).allSatisfy { $0.origin == $1.origin && $0.count == $1.count }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for e in entries {
+            hasher.combine(e.origin)
+            hasher.combine(e.count)
+        }
+    }
 }
 
 public struct PerformanceKey: Hashable, Comparable, Sendable {
