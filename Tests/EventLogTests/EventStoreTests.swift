@@ -192,3 +192,27 @@ import Testing
         try await store.close()
     }
 }
+
+@Suite struct CommitFeedTests {
+    @Test func subscribers_seeEveryNewEventOnce_andTheStreamEndsOnClose() async throws {
+        let dir = TempDir()
+        let store = try EventStore.open(directory: dir.path, nodeName: "n1", settings: testSettings())
+        let feed = store.committedEvents()
+        let remote = randomEvents(count: 50, seed: 1, origins: ["p"], startMillis: 1_764_000_000_000)
+        _ = try await store.insert(remote)
+        _ = try await store.insert(remote)  // duplicates are not published
+        let local = try await store.append(
+            contentsOf: (0..<20).map { _ in
+                .rateLimitIncrement(RateLimitIncrement(keys: ["vk:a"], windowStartMillis: 0, windowMillis: 60_000))
+            })
+        try await store.close()
+        var seen: [EventID] = []
+        for await batch in feed {
+            #expect(batch.map(\.event.id) == batch.map(\.event.id).sorted())
+            for c in batch { #expect(try EventCodec.decode(c.bytes) == c.event) }
+            seen += batch.map(\.event.id)
+        }
+        #expect(Set(seen) == Set(remote.map(\.id) + local))
+        #expect(seen.count == 70)
+    }
+}

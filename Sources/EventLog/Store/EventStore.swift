@@ -200,6 +200,12 @@ public final class EventStore: Sendable {
         writer.stop()
     }
 
+    /// Every event committed from now on (local appends and new remote inserts, not
+    /// duplicates), in commit batches sorted by id. The stream ends when the store closes, or
+    /// when the subscriber falls more than a few thousand batches behind; catch up from the log
+    /// by watermark then.
+    public func committedEvents() -> AsyncStream<[CommittedEvent]> { writer.feed.subscribe() }
+
     // MARK: Reading
 
     /// Runs `body` with the live views (everything committed so far).

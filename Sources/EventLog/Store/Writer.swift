@@ -47,6 +47,7 @@ final class Writer: @unchecked Sendable {
     private var lastCheckpoint = ContinuousClock.now
 
     private let stats = Mutex(EventStoreStatistics())
+    let feed = CommitFeed()
     private let finished = DispatchSemaphore(value: 0)
     private let started = Atomic<Bool>(false)
     private let joined = Atomic<Bool>(false)
@@ -85,6 +86,7 @@ final class Writer: @unchecked Sendable {
         if started.load(ordering: .acquiring), !joined.exchange(true, ordering: .acquiringAndReleasing) {
             finished.wait()
         }
+        feed.close()
     }
 
     var statistics: EventStoreStatistics { stats.withLock { $0 } }
@@ -298,6 +300,16 @@ final class Writer: @unchecked Sendable {
             for (r, request) in group.enumerated() {
                 for (i, item) in request.items.enumerated() where written.inserted[r][i] { view.apply(item.event) }
             }
+        }
+        if feed.hasSubscribers {
+            var committed: [CommittedEvent] = []
+            for (r, request) in group.enumerated() {
+                for (i, item) in request.items.enumerated() where written.inserted[r][i] {
+                    committed.append(CommittedEvent(event: item.event, bytes: item.bytes))
+                }
+            }
+            committed.sort { $0.event.id < $1.event.id }
+            feed.publish(committed)
         }
         var appended: UInt64 = 0
         var inserted: UInt64 = 0
