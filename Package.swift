@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "Replication", targets: ["Replication"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
         .executable(name: "bifrost-dump", targets: ["bifrost-dump"]),
         .executable(name: "bifrost-replay", targets: ["bifrost-replay"]),
         .executable(name: "bifrost-bench", targets: ["bifrost-bench"]),
@@ -43,6 +44,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "EventLog",
+                "Replication",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -94,6 +105,11 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "EventLog"],
             swiftSettings: strict
         ),
     ],

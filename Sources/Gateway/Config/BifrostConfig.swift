@@ -1,0 +1,192 @@
+import EventLog
+import Foundation
+
+/// `host:port`, as the seed writes addresses (`bifrost-node-2:8080`, `0.0.0.0:8080`).
+public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A secret given literally or as `env.NAME` (read from the environment when used). Its
+/// description never shows a literal.
+public enum SecretValue: Hashable, Sendable, CustomStringConvertible {
+    case literal(String)
+    case environment(String)
+
+    public init(_ text: String) {
+        self = text.hasPrefix("env.") ? .environment(String(text.dropFirst(4))) : .literal(text)
+    }
+
+    /// The secret's value, or nil when the environment variable is not set.
+    public func resolve(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        switch self {
+        case .literal(let s): s
+        case .environment(let name): environment[name]
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .literal: Redaction.placeholder
+        case .environment(let name): "env.\(name)"
+        }
+    }
+}
+
+/// The four request-migration strategies of the seed.
+public enum MigrationStrategy: String, CaseIterable, Sendable {
+    case completeOnOrigin = "complete_on_origin"
+    case migrateToHealthy = "migrate_to_healthy"
+    case retryWithBackoff = "retry_with_backoff"
+    case circuitBreaker = "circuit_breaker"
+}
+
+/// The whole configuration document (DESIGN §5). Field names are the JSON names in snake_case.
+public struct BifrostConfig: Sendable, Equatable {
+    public struct Gossip: Sendable, Equatable {
+        /// UDP port for SWIM (`gossip.port`).
+        public var port: Int = 7946
+        /// Probe interval (`gossip.interval`).
+        public var interval: Duration = .seconds(1)
+        /// A member silent for this long is probed first; also the bound on how long a probe
+        /// round may wait before the member counts as failed for that round (`gossip.timeout`).
+        public var timeout: Duration = .seconds(5)
+        /// Largest UDP datagram sent (`gossip.max_packet_size`).
+        public var maxPacketSize: Int = 1400
+        /// Compress gossip payloads (`gossip.compression`).
+        public var compression: Bool = false
+    }
+
+    public struct TimeoutBehavior: Sendable, Equatable {
+        public var shortTimeout: MigrationStrategy = .retryWithBackoff
+        public var longTimeout: MigrationStrategy = .migrateToHealthy
+    }
+
+    public struct Failover: Sendable, Equatable {
+        /// Consecutive failed probe rounds before a member is suspected (`failover.detection_threshold`).
+        public var detectionThreshold: Int = 3
+        /// How long a failed node or key stays out before it is tried again (`failover.recovery_timeout`).
+        public var recoveryTimeout: Duration = .seconds(30)
+        public var requestMigration: MigrationStrategy = .migrateToHealthy
+        /// Per request type: `chat_completions`, `embeddings`, `streaming`, `messages`.
+        public var migrationStrategies: [String: MigrationStrategy] = [:]
+        public var timeoutBehavior = TimeoutBehavior()
+    }
+
+    public enum Algorithm: String, CaseIterable, Sendable {
+        case weightedRoundRobin = "weighted_round_robin"
+        case roundRobin = "round_robin"
+    }
+
+    public enum WeightAdjustment: String, CaseIterable, Sendable {
+        case auto, manual
+    }
+
+    public struct LoadBalancing: Sendable, Equatable {
+        public var algorithm: Algorithm = .weightedRoundRobin
+        public var healthCheckInterval: Duration = .seconds(10)
+        public var weightAdjustment: WeightAdjustment = .auto
+    }
+
+    public struct Encryption: Sendable, Equatable {
+        /// Cluster traffic without a key is allowed only when this is explicitly false.
+        public var enabled: Bool = true
+        /// Base64 32-byte keys; the first encrypts, all decrypt.
+        public var keys: [SecretValue] = []
+    }
+
+    public struct TLS: Sendable, Equatable {
+        public var certificate: String
+        public var key: String
+        public var ca: String
+    }
+
+    public struct Cluster: Sendable, Equatable {
+        public var enabled: Bool = false
+        public var nodeID: String =
+            ProcessInfo.processInfo.hostName.isEmpty ? "bifrost-node" : ProcessInfo.processInfo.hostName
+        /// The HTTP API address (`bind_address`).
+        public var bindAddress = HostPort(host: "0.0.0.0", port: 8080)
+        /// Peers' API addresses, as in the seed.
+        public var peers: [HostPort] = []
+        public var gossip = Gossip()
+        public var failover = Failover()
+        public var loadBalancing = LoadBalancing()
+        public var encryption = Encryption()
+        public var tls: TLS?
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var rpm: Int?
+        public var tpm: Int?
+    }
+
+    public struct ProviderKey: Sendable, Equatable {
+        /// The model-key id (`name` or `id`).
+        public var id: String
+        public var value: SecretValue
+        public var models: [String]
+        public var weight: Double
+        public var limits: Limits
+    }
+
+    public enum ProviderType: String, CaseIterable, Sendable {
+        case openai, anthropic, mock
+    }
+
+    public struct Provider: Sendable, Equatable {
+        public var name: String
+        public var type: ProviderType
+        public var baseURL: String?
+        public var keys: [ProviderKey]
+        public var timeout: Duration = .seconds(60)
+    }
+
+    public struct VirtualKey: Sendable, Equatable {
+        public var name: String
+        public var value: SecretValue
+        public var models: [String]
+        public var limits: Limits
+    }
+
+    public struct Admin: Sendable, Equatable {
+        public var token: SecretValue?
+        public var signingKey: SecretValue?
+        /// Base64 Ed25519 public keys whose signed config updates are applied.
+        public var trustedKeys: [String] = []
+    }
+
+    public struct AlertRule: Sendable, Equatable {
+        public var name: String
+        public var condition: String
+        public var scope: String
+        public var action: String
+    }
+
+    public var cluster = Cluster()
+    public var dataDir: String?
+    public var providers: [Provider] = []
+    public var virtualKeys: [VirtualKey] = []
+    public var admin = Admin()
+    public var alerts: [AlertRule] = []
+
+    public init() {}
+}

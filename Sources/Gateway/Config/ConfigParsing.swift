@@ -1,0 +1,277 @@
+import EventLog
+import Foundation
+
+extension BifrostConfig {
+    /// Parses a configuration document. Every field is checked; the first problem is thrown
+    /// with its JSON path, and nothing is half-applied.
+    public static func parse(_ bytes: [UInt8]) throws(ConfigError) -> BifrostConfig {
+        let root: JSONValue
+        do {
+            root = try JSONValue.parse(bytes)
+        } catch {
+            throw ConfigError(path: "$", "not valid JSON (\(Self.jsonProblem(error)))")
+        }
+        var r = try ConfigReader(root, path: "")
+        var config = BifrostConfig()
+        if var c = try r.object("cluster") { config.cluster = try parseCluster(&c) }
+        config.dataDir = try r.string("data_dir")
+        if var p = try r.object("providers") { config.providers = try parseProviders(&p) }
+        if let items = try r.array("virtual_keys") {
+            config.virtualKeys = try items.map { (path, value) throws(ConfigError) in try parseVirtualKey(value, path) }
+        }
+        if var a = try r.object("admin") {
+            config.admin.token = try a.string("token").map(SecretValue.init)
+            config.admin.signingKey = try a.string("signing_key").map(SecretValue.init)
+            config.admin.trustedKeys = try a.strings("trusted_keys") ?? []
+            for (i, key) in config.admin.trustedKeys.enumerated() where Data(base64Encoded: key)?.count != 32 {
+                throw ConfigError(
+                    path: "admin.trusted_keys[\(i)]",
+                    "expected base64 of a 32-byte Ed25519 public key (`bifrost-config keygen`)")
+            }
+            try a.finish()
+        }
+        if let items = try r.array("alerts") {
+            config.alerts = try items.map { (path, value) throws(ConfigError) in
+                var a = try ConfigReader(value, path: path)
+                let rule = AlertRule(
+                    name: try a.string("name") ?? "", condition: try a.string("condition") ?? "",
+                    scope: try a.string("scope") ?? "", action: try a.string("action") ?? "")
+                for (field, text) in [("name", rule.name), ("condition", rule.condition), ("scope", rule.scope)]
+                where text.isEmpty {
+                    throw ConfigError(path: "\(path).\(field)", "required")
+                }
+                try a.finish()
+                return rule
+            }
+        }
+        try r.finish()
+        try config.validate()
+        return config
+    }
+
+    static func jsonProblem(_ error: any Error) -> String {
+        if case .dataCorrupted(let context) = error as? Swift.DecodingError {
+            return (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+                ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+
+    static func parseCluster(_ c: inout ConfigReader) throws(ConfigError) -> Cluster {
+        var cluster = Cluster()
+        cluster.enabled = try c.bool("enabled") ?? cluster.enabled
+        if let id = try c.string("node_id") { cluster.nodeID = id }
+        if let bind = try c.string("bind_address") {
+            guard let hp = HostPort(bind) else {
+                throw ConfigError(
+                    path: c.child("bind_address"), "expected host:port like \"0.0.0.0:8080\", got \"\(bind)\"")
+            }
+            cluster.bindAddress = hp
+        }
+        if let peers = try c.strings("peers") {
+            cluster.peers = try peers.enumerated().map { (i, text) throws(ConfigError) in
+                guard let hp = HostPort(text) else {
+                    throw ConfigError(
+                        path: "\(c.child("peers"))[\(i)]",
+                        "expected host:port like \"bifrost-node-2:8080\", got \"\(text)\"")
+                }
+                return hp
+            }
+        }
+        if var g = try c.object("gossip") {
+            cluster.gossip.port = try g.int("port", in: 1...65535) ?? cluster.gossip.port
+            cluster.gossip.interval = try g.duration("interval") ?? cluster.gossip.interval
+            cluster.gossip.timeout = try g.duration("timeout") ?? cluster.gossip.timeout
+            cluster.gossip.maxPacketSize =
+                try g.int("max_packet_size", in: 512...65_000) ?? cluster.gossip.maxPacketSize
+            cluster.gossip.compression = try g.bool("compression") ?? cluster.gossip.compression
+            try g.finish()
+        }
+        if var f = try c.object("failover") {
+            cluster.failover.detectionThreshold =
+                try f.int("detection_threshold", in: 1...100) ?? cluster.failover.detectionThreshold
+            cluster.failover.recoveryTimeout = try f.duration("recovery_timeout") ?? cluster.failover.recoveryTimeout
+            cluster.failover.requestMigration =
+                try f.enumValue("request_migration", MigrationStrategy.self) ?? cluster.failover.requestMigration
+            if var m = try f.object("migration_strategies") {
+                for key in m.fields.keys.sorted() {
+                    cluster.failover.migrationStrategies[key] = try m.enumValue(key, MigrationStrategy.self)
+                }
+                try m.finish()
+            }
+            if var t = try f.object("timeout_behavior") {
+                cluster.failover.timeoutBehavior.shortTimeout =
+                    try t.enumValue("short_timeout", MigrationStrategy.self)
+                    ?? cluster.failover.timeoutBehavior.shortTimeout
+                cluster.failover.timeoutBehavior.longTimeout =
+                    try t.enumValue("long_timeout", MigrationStrategy.self)
+                    ?? cluster.failover.timeoutBehavior.longTimeout
+                try t.finish()
+            }
+            try f.finish()
+        }
+        if var l = try c.object("load_balancing") {
+            cluster.loadBalancing.algorithm =
+                try l.enumValue("algorithm", Algorithm.self) ?? cluster.loadBalancing.algorithm
+            cluster.loadBalancing.healthCheckInterval =
+                try l.duration("health_check_interval") ?? cluster.loadBalancing.healthCheckInterval
+            cluster.loadBalancing.weightAdjustment =
+                try l.enumValue("weight_adjustment", WeightAdjustment.self) ?? cluster.loadBalancing.weightAdjustment
+            try l.finish()
+        }
+        if var e = try c.object("encryption") {
+            cluster.encryption.enabled = try e.bool("enabled") ?? true
+            cluster.encryption.keys = (try e.strings("keys") ?? []).map(SecretValue.init)
+            try e.finish()
+        }
+        if var t = try c.object("tls") {
+            let certificate = try t.string("certificate")
+            let cert2 = try t.string("cert")
+            guard let cert = certificate ?? cert2, let key = try t.string("key"),
+                let ca = try t.string("ca")
+            else {
+                throw ConfigError(path: c.child("tls"), "needs \"cert\", \"key\" and \"ca\" (PEM file paths)")
+            }
+            cluster.tls = TLS(certificate: cert, key: key, ca: ca)
+            try t.finish()
+        }
+        try c.finish()
+        return cluster
+    }
+
+    static func parseLimits(_ r: inout ConfigReader) throws(ConfigError) -> Limits {
+        guard var l = try r.object("limits") else { return Limits() }
+        let limits = Limits(rpm: try l.int("rpm", in: 1...100_000_000), tpm: try l.int("tpm", in: 1...10_000_000_000))
+        try l.finish()
+        return limits
+    }
+
+    static func parseProviders(_ p: inout ConfigReader) throws(ConfigError) -> [Provider] {
+        var providers: [Provider] = []
+        for name in p.fields.keys.sorted() {
+            guard var r = try p.object(name) else { continue }
+            let typeName = try r.string("type") ?? name
+            guard let type = ProviderType(rawValue: typeName) else {
+                throw ConfigError(
+                    path: r.child("type"),
+                    "\"\(typeName)\" is not a provider type; use one of \(ProviderType.allCases.map(\.rawValue).joined(separator: ", ")) (type defaults to the entry's name)"
+                )
+            }
+            let baseURL = try r.string("base_url")
+            if let baseURL, URL(string: baseURL)?.scheme == nil {
+                throw ConfigError(path: r.child("base_url"), "expected an http(s) URL, got \"\(baseURL)\"")
+            }
+            var timeout: Duration = .seconds(60)
+            if var n = try r.object("network") {
+                timeout = try n.duration("timeout") ?? timeout
+                try n.finish()
+            }
+            guard let keyItems = try r.array("keys"), !keyItems.isEmpty else {
+                throw ConfigError(path: r.child("keys"), "a provider needs at least one key")
+            }
+            var keys: [ProviderKey] = []
+            for (path, value) in keyItems {
+                var k = try ConfigReader(value, path: path)
+                let name = try k.string("name")
+                let idField = try k.string("id")
+                guard let id = name ?? idField, !id.isEmpty else {
+                    throw ConfigError(path: "\(path).name", "required: the model-key id, e.g. \"gpt-4-key-1\"")
+                }
+                guard let secret = try k.string("value") else {
+                    throw ConfigError(path: "\(path).value", "required: the API key or \"env.NAME\"")
+                }
+                let models = try k.strings("models") ?? []
+                if models.isEmpty { throw ConfigError(path: "\(path).models", "list the models this key serves") }
+                let weight = try k.double("weight", in: 0...1_000_000) ?? 1
+                let limits = try parseLimits(&k)
+                try k.finish()
+                keys.append(
+                    ProviderKey(id: id, value: SecretValue(secret), models: models, weight: weight, limits: limits))
+            }
+            try r.finish()
+            providers.append(Provider(name: name, type: type, baseURL: baseURL, keys: keys, timeout: timeout))
+        }
+        try p.finish()
+        return providers
+    }
+
+    static func parseVirtualKey(_ value: JSONValue, _ path: String) throws(ConfigError) -> VirtualKey {
+        var v = try ConfigReader(value, path: path)
+        guard let name = try v.string("name"), !name.isEmpty else {
+            throw ConfigError(path: "\(path).name", "required")
+        }
+        guard let secret = try v.string("value"), !secret.isEmpty else {
+            throw ConfigError(path: "\(path).value", "required: the client token or \"env.NAME\"")
+        }
+        let models = try v.strings("models") ?? ["*"]
+        let limits = try parseLimits(&v)
+        try v.finish()
+        return VirtualKey(name: name, value: SecretValue(secret), models: models, limits: limits)
+    }
+
+    /// Cross-field rules.
+    func validate() throws(ConfigError) {
+        var seen: [String: String] = [:]
+        for (p, provider) in providers.enumerated() {
+            for (k, key) in provider.keys.enumerated() {
+                let path = "providers.\(provider.name).keys[\(k)].name"
+                if let other = seen[key.id] {
+                    throw ConfigError(path: path, "key id \"\(key.id)\" is also used at \(other); ids must be unique")
+                }
+                seen[key.id] = path
+                _ = p
+            }
+        }
+        var names = Set<String>()
+        for (i, vk) in virtualKeys.enumerated() where !names.insert(vk.name).inserted {
+            throw ConfigError(path: "virtual_keys[\(i)].name", "virtual key \"\(vk.name)\" is defined twice")
+        }
+        if cluster.nodeID.isEmpty { throw ConfigError(path: "cluster.node_id", "must not be empty") }
+        if cluster.gossip.port == cluster.bindAddress.port {
+            throw ConfigError(
+                path: "cluster.gossip.port",
+                "must differ from the API port of bind_address (\(cluster.bindAddress.port))")
+        }
+    }
+
+    /// Applies the environment overrides of DESIGN §5; errors name the variable.
+    public mutating func apply(environment env: [String: String]) throws(ConfigError) {
+        if let v = env["CLUSTER_ENABLED"] {
+            switch v.lowercased() {
+            case "true", "1", "yes": cluster.enabled = true
+            case "false", "0", "no": cluster.enabled = false
+            default: throw ConfigError(path: "CLUSTER_ENABLED", "expected true or false, got \"\(v)\"")
+            }
+        }
+        if let v = env["NODE_ID"] {
+            guard !v.isEmpty else { throw ConfigError(path: "NODE_ID", "must not be empty") }
+            cluster.nodeID = v
+        }
+        if let v = env["PEERS"] {
+            cluster.peers = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
+            .map { (text: String) throws(ConfigError) -> HostPort in
+                guard let hp = HostPort(text) else {
+                    throw ConfigError(path: "PEERS", "expected a comma list of host:port, got \"\(text)\"")
+                }
+                return hp
+            }
+        }
+        if let v = env["BIND_ADDRESS"] {
+            guard let hp = HostPort(v) else {
+                throw ConfigError(path: "BIND_ADDRESS", "expected host:port, got \"\(v)\"")
+            }
+            cluster.bindAddress = hp
+        }
+        if let v = env["GOSSIP_PORT"] {
+            guard let port = Int(v), (1...65535).contains(port) else {
+                throw ConfigError(path: "GOSSIP_PORT", "expected a port number, got \"\(v)\"")
+            }
+            cluster.gossip.port = port
+        }
+        if let v = env["DATA_DIR"], !v.isEmpty { dataDir = v }
+        if let v = env["BIFROST_CLUSTER_KEY"], !v.isEmpty { cluster.encryption.keys = [.literal(v)] }
+        try validate()
+    }
+}
