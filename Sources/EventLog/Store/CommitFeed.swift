@@ -4,6 +4,11 @@ import Synchronization
 public struct CommittedEvent: Sendable {
     public var event: Event
     public var bytes: [UInt8]
+
+    public init(event: Event, bytes: [UInt8]) {
+        self.event = event
+        self.bytes = bytes
+    }
 }
 
 /// Fans committed events out to subscribers (the replication streams to each peer).

@@ -150,6 +150,11 @@ public final class EventLogReader: Sendable {
         }
     }
 
+    /// The stored bytes of one event.
+    public func encodedEvent(_ id: EventID) throws -> [UInt8]? {
+        try env.read { txn in try id.bytes.withUnsafeBytes { k in try txn.get(dbs.events, key: k).map { Array($0) } } }
+    }
+
     /// Visits matching events in HLC order with their stored bytes, until `body` returns false.
     public func scanRaw(
         _ filter: EventFilter = .all, _ body: (EventID, UInt8, UnsafeRawBufferPointer) throws -> Bool
