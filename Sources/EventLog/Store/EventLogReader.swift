@@ -150,6 +150,12 @@ public final class EventLogReader: Sendable {
         }
     }
 
+    /// Bytes used by the data file (cheap: no scan).
+    public func usedBytes() -> Int { env.usedBytes() }
+
+    /// Number of stored events (cheap: LMDB keeps the count).
+    public func eventCount() throws -> UInt64 { UInt64(try env.read { txn in try txn.count(dbs.events) }) }
+
     /// The stored bytes of one event.
     public func encodedEvent(_ id: EventID) throws -> [UInt8]? {
         try env.read { txn in try id.bytes.withUnsafeBytes { k in try txn.get(dbs.events, key: k).map { Array($0) } } }

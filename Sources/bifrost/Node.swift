@@ -1,0 +1,188 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Gateway
+import Hummingbird
+import Logging
+import Replication
+import ServiceLifecycle
+import Synchronization
+
+/// One Bifrost node: the event log, membership and sync when clustered, and the HTTP API, run
+/// as services in that order so a graceful shutdown stops the HTTP side first and closes the
+/// log last.
+final class Node: Sendable {
+    let config: BifrostConfig
+    let logger: Logger
+    let dataDir: String
+    let store: EventStore
+    let faults = FaultInjector()
+    let gossip: GossipService?
+    let sync: SyncService?
+    let faultInjection: Bool
+    let state = Mutex(ServingState.starting)
+    let startedAt = ContinuousClock.now
+    let metrics: NodeMetrics
+
+    init(config: BifrostConfig, logger: Logger, faultInjection: Bool) throws {
+        self.config = config
+        self.logger = logger
+        self.faultInjection = faultInjection
+        let nodeID = config.cluster.nodeID
+        dataDir = config.dataDir ?? "bifrost-data/\(nodeID)"
+        do {
+            store = try EventStore.open(directory: dataDir, nodeName: nodeID)
+        } catch let error as EventLogError {
+            FileHandle.standardError.write(Data("bifrost: cannot open the data directory: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        metrics = NodeMetrics()
+        guard config.cluster.enabled else {
+            gossip = nil
+            sync = nil
+            return
+        }
+        let keyring = try Self.keyring(config, logger: logger)
+        let cluster = config.cluster
+        let advertiseHost = Self.advertiseHost(cluster.bindAddress.host)
+        let gossipAddress = HostPort(host: advertiseHost, port: cluster.gossip.port)
+        let apiAddress = HostPort(host: advertiseHost, port: cluster.bindAddress.port)
+        // Peers are API addresses (the seed's shape); every node runs gossip at the same offset
+        // from its API port, which holds for one-host clusters (8080→7946, 8081→7947) and for
+        // containers that all use 8080 and 7946.
+        let offset = cluster.gossip.port - cluster.bindAddress.port
+        let seeds = cluster.peers.map { HostPort(host: $0.host, port: $0.port + offset).description }
+        var swim = SWIM.Settings()
+        swim.probeInterval = cluster.gossip.interval
+        swim.probeTimeout = min(cluster.gossip.interval / 2, cluster.gossip.timeout)
+        swim.indirectProbeTimeout = min(cluster.gossip.interval * 0.4, cluster.gossip.timeout)
+        swim.detectionThreshold = cluster.failover.detectionThreshold
+        swim.maxPacketSize = cluster.gossip.maxPacketSize
+        swim.gossipSilenceTimeout = cluster.gossip.timeout
+        gossip = GossipService(
+            local: SWIM.Member(
+                name: nodeID, gossipAddress: gossipAddress.description, apiAddress: apiAddress.description,
+                status: .alive,
+                // Seconds since the epoch: a restarted node always outranks what peers last heard
+                // of it (possibly `dead`), so it rejoins without waiting for a refutation.
+                incarnation: SystemWallClock().nowMillis() / 1000),
+            settings: swim, host: cluster.bindAddress.host, port: cluster.gossip.port, keyring: keyring, faults: faults,
+            seeds: seeds, compression: cluster.gossip.compression, logger: logger)
+        sync = SyncService(
+            store: store, localNode: nodeID, host: cluster.bindAddress.host, port: cluster.gossip.port,
+            keyring: keyring,
+            faults: faults, logger: logger)
+    }
+
+    static func keyring(_ config: BifrostConfig, logger: Logger) throws -> Keyring? {
+        guard config.cluster.encryption.enabled else {
+            logger.warning(
+                "cluster traffic is NOT encrypted or authenticated (cluster.encryption.enabled is false); any host that reaches the gossip port can join"
+            )
+            return nil
+        }
+        var keys: [String] = []
+        for (i, secret) in config.cluster.encryption.keys.enumerated() {
+            guard let value = secret.resolve() else {
+                throw ConfigError(path: "cluster.encryption.keys[\(i)]", "\(secret) is not set in the environment")
+            }
+            keys.append(value)
+        }
+        guard !keys.isEmpty else {
+            throw ConfigError(
+                path: "cluster.encryption.keys",
+                "a clustered node needs a cluster key: set BIFROST_CLUSTER_KEY (create one with `bifrost keygen`) or cluster.encryption.keys, or set cluster.encryption.enabled to false"
+            )
+        }
+        do {
+            return try Keyring(base64Keys: keys)
+        } catch {
+            throw ConfigError(path: "cluster.encryption.keys", error.description)
+        }
+    }
+
+    static func advertiseHost(_ bindHost: String) -> String {
+        if let host = ProcessInfo.processInfo.environment["ADVERTISE_HOST"], !host.isEmpty { return host }
+        if bindHost != "0.0.0.0" && bindHost != "::" { return bindHost }
+        let name = ProcessInfo.processInfo.hostName
+        return name.isEmpty ? "127.0.0.1" : name
+    }
+
+    func run() async throws {
+        let router = Router()
+        ClusterRoutes.register(on: router, status: self)
+        if faultInjection { registerFaultInjection(on: router) }
+        let bind = config.cluster.bindAddress
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(bind.host, port: bind.port), serverName: "bifrost"),
+            onServerRunning: { [self] _ in
+                state.withLock { $0 = .serving }
+                logger.info(
+                    "serving",
+                    metadata: [
+                        "http.address": .string(bind.description), "data.dir": .string(dataDir),
+                        "cluster": .string(config.cluster.enabled ? "enabled" : "single node"),
+                    ])
+            },
+            logger: logger)
+        var services: [any Service] = [StoreService(store: store, node: self)]
+        if let gossip, let sync {
+            services += [gossip, sync, MembershipService(node: self, gossip: gossip, sync: sync)]
+        }
+        services.append(app)
+        // Last in the list, so the first told to stop: /health turns 503 before anything closes.
+        services.append(HealthService(node: self))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    private func registerFaultInjection(on router: Router<BasicRequestContext>) {
+        logger.warning("fault injection endpoints are enabled (/debug/partition); never do this in production")
+        router.post("debug/partition") { [faults] request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 << 10)
+            let names = String(buffer: body).split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            .filter { !$0.isEmpty }
+            faults.block(Set(names))
+            return ClusterRoutes.json(.object(["blocked": .array(faults.blocked.sorted().map(JSONValue.string))]))
+        }
+        router.delete("debug/partition") { [faults] _, _ -> Response in
+            faults.unblockAll()
+            return ClusterRoutes.json(.object(["blocked": .array([])]))
+        }
+        // Appends synthetic counter events, so tests can drive replication before the gateway does.
+        router.post("debug/events") { [store] request, _ -> Response in
+            let count = min(100_000, max(1, request.uri.queryParameters.get("count", as: Int.self) ?? 1))
+            let now = SystemWallClock().nowMillis()
+            let window = now / 60_000 * 60_000
+            var ids: [EventID] = []
+            for start in stride(from: 0, to: count, by: 1000) {
+                ids += try await store.append(
+                    contentsOf: (start..<min(count, start + 1000)).map { i in
+                        .rateLimitIncrement(
+                            RateLimitIncrement(
+                                keys: ["vk:debug-\(i % 4)"], windowStartMillis: window, windowMillis: 60_000))
+                    })
+            }
+            return ClusterRoutes.json(.object(["appended": .uint(UInt64(ids.count))]))
+        }
+    }
+}
+
+/// Closes the event log when everything above it has stopped.
+struct StoreService: Service {
+    let store: EventStore
+    let node: Node
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        node.state.withLock { $0 = .draining }
+        try await store.close()
+        node.logger.info("event log closed")
+    }
+}

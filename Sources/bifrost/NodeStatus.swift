@@ -1,0 +1,161 @@
+import EventLog
+import Foundation
+import Gateway
+import Prometheus
+import Replication
+import Synchronization
+
+/// Metrics state kept by the node between scrapes.
+final class NodeMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let health = Mutex(NodeHealth())
+    /// Last value exported per counter, so monotonic snapshots become counter increments.
+    private let exported = Mutex([String: Int64]())
+
+    func counter(_ name: String, _ labels: [(String, String)] = [], total: UInt64, help: String) {
+        let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+        let value = Int64(clamping: total)
+        let delta = exported.withLock { last -> Int64 in
+            defer { last[key] = value }
+            return max(0, value - (last[key] ?? 0))
+        }
+        let counter = registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+        if delta > 0 { counter.increment(by: delta) }
+    }
+
+    func gauge(_ name: String, _ value: Double, labels: [(String, String)] = [], help: String) {
+        let gauge = registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+        gauge.set(value)
+    }
+}
+
+extension Node: ClusterStatusSource {
+    var nodeName: String { config.cluster.nodeID }
+
+    func servingState() -> ServingState { state.withLock { $0 } }
+
+    func nodes() async -> JSONValue {
+        guard let gossip else {
+            let bind = config.cluster.bindAddress
+            return .object([
+                "nodes": .array([
+                    .object([
+                        "node_id": .string(nodeName), "api_address": .string(bind.description), "gossip_address": .null,
+                        "status": .string(servingState() == .draining ? "left" : "alive"), "incarnation": .uint(0),
+                        "last_seen_ms_ago": .uint(0), "self": .bool(true),
+                        "health": metrics.health.withLock { $0 }.json,
+                    ])
+                ])
+            ])
+        }
+        return .object([
+            "nodes": .array(
+                gossip.members().sorted { $0.member.name < $1.member.name }.map { m in
+                    let isSelf = m.member.name == nodeName
+                    let health = isSelf ? metrics.health.withLock { $0 } : NodeHealth(bytes: m.member.health)
+                    return .object([
+                        "node_id": .string(m.member.name), "api_address": .string(m.member.apiAddress),
+                        "gossip_address": .string(m.member.gossipAddress),
+                        "status": .string(m.member.status.description),
+                        "incarnation": .uint(m.member.incarnation),
+                        "last_seen_ms_ago": .uint(isSelf ? 0 : m.lastSeenMillisAgo), "self": .bool(isSelf),
+                        "health": health?.json ?? .null,
+                    ])
+                })
+        ])
+    }
+
+    func clusterMetrics() async -> JSONValue {
+        let members = gossip?.members().map(\.member) ?? []
+        let total = max(1, members.count)
+        let healthy = gossip == nil ? 1 : members.filter { $0.status == .alive }.count
+        let failed = members.filter { $0.status == .dead || $0.status == .suspect }.count
+        let syncMetrics = sync?.metrics()
+        let gossipMetrics = gossip?.metrics()
+        var distribution: [String: JSONValue] = [:]
+        let names = (try? store.reader.nodeNames()) ?? [:]
+        let view = store.viewSnapshot
+        let now = SystemWallClock().nowMillis()
+        // Share of requests admitted per node over the last five minutes of limit windows.
+        var perOrigin: [NodeID: UInt64] = [:]
+        for (key, counts) in view.limitCounters
+        where key.limitKey.hasPrefix("vk:") && key.windowStartMillis + 300_000 >= now {
+            for e in counts.entries { perOrigin[e.origin, default: 0] += e.count }
+        }
+        let sum = perOrigin.values.reduce(0, +)
+        for (origin, n) in perOrigin where sum > 0 {
+            distribution[names[origin] ?? origin.hex] = .double((Double(n) / Double(sum) * 1000).rounded() / 1000)
+        }
+        return .object([
+            "cluster_metrics": .object([
+                "nodes_total": .uint(UInt64(total)),
+                "nodes_healthy": .uint(UInt64(healthy)),
+                "nodes_failed": .uint(UInt64(failed)),
+                "gossip_messages_per_second": .double(((gossipMetrics?.messagesPerSecond ?? 0) * 10).rounded() / 10),
+                "state_convergence_time_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
+                "request_migration_rate": .double(0),
+                "load_distribution": .object(distribution),
+                "provider_performance": .object([:]),
+            ])
+        ])
+    }
+
+    func prometheusText() async -> [UInt8] {
+        let stats = store.statistics
+        metrics.counter("bifrost_eventlog_appended_total", total: stats.appended, help: "Events appended by this node")
+        metrics.counter("bifrost_eventlog_inserted_total", total: stats.inserted, help: "Peers' events inserted")
+        metrics.counter(
+            "bifrost_eventlog_duplicates_total", total: stats.duplicates, help: "Deliveries of events already stored")
+        metrics.counter(
+            "bifrost_eventlog_quarantined_total", total: stats.quarantined,
+            help: "Events refused for a clock beyond max offset")
+        metrics.counter("bifrost_eventlog_commits_total", total: stats.commits, help: "Group commits")
+        metrics.gauge("bifrost_eventlog_events", Double((try? store.reader.eventCount()) ?? 0), help: "Events stored")
+        metrics.gauge("bifrost_eventlog_bytes", Double(store.reader.usedBytes()), help: "Bytes used by the log")
+        metrics.gauge("bifrost_up", servingState() == .serving ? 1 : 0, help: "1 while the node serves traffic")
+        if let gossip {
+            let members = gossip.members()
+            for status in ["alive", "suspect", "dead", "left"] {
+                metrics.gauge(
+                    "bifrost_cluster_members", Double(members.filter { $0.member.status.description == status }.count),
+                    labels: [("status", status)], help: "Members by status")
+            }
+            let g = gossip.metrics()
+            metrics.counter("bifrost_gossip_messages_sent_total", total: g.messagesSent, help: "Gossip datagrams sent")
+            metrics.counter(
+                "bifrost_gossip_messages_received_total", total: g.messagesReceived, help: "Gossip datagrams received")
+        }
+        if let sync {
+            let s = sync.metrics()
+            metrics.counter(
+                "bifrost_sync_events_sent_total", total: UInt64(s.eventsSent), help: "Events streamed to peers")
+            metrics.counter(
+                "bifrost_sync_events_received_total", total: UInt64(s.eventsReceived),
+                help: "Events received from peers")
+            metrics.counter(
+                "bifrost_sync_events_repaired_total", total: UInt64(s.eventsRepaired), help: "Events moved by repair")
+            metrics.counter(
+                "bifrost_sync_reconciliations_total", total: UInt64(s.reconciliations),
+                help: "Reconciliation sessions started")
+            metrics.counter(
+                "bifrost_sync_reconcile_messages_total", total: UInt64(s.reconcileMessages),
+                help: "Reconciliation messages")
+            metrics.counter(
+                "bifrost_sync_reconcile_bytes_total", total: UInt64(s.reconcileBytes), help: "Reconciliation bytes")
+            var rejected = s.rejectedFrames
+            if let g = gossip?.metrics() { rejected.merge(g.transport.rejected, uniquingKeysWith: +) }
+            for (reason, n) in rejected {
+                metrics.counter(
+                    "bifrost_transport_rejected_total", [("reason", reason.rawValue)], total: n,
+                    help: "Cluster datagrams and frames dropped, by reason")
+            }
+            metrics.gauge(
+                "bifrost_sync_propagation_p99_ms", s.propagationP99Millis ?? 0, help: "Event propagation latency p99")
+        }
+        var out: [UInt8] = []
+        metrics.registry.emit(into: &out)
+        return out
+    }
+}

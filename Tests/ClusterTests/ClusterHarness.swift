@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Real `bifrost serve` processes on 127.0.0.1 with free ports. Every wait is bounded; only
+/// the pids started here are ever signalled.
+final class ClusterHarness: @unchecked Sendable {
+    struct NodeSpec {
+        var name: String
+        var apiPort: Int
+        var gossipPort: Int
+        var dataDir: String
+        var logPath: String
+    }
+
+    let root: String
+    let binDir: URL
+    private(set) var nodes: [NodeSpec] = []
+    private var processes: [String: Process] = [:]
+    private let lock = NSLock()
+
+    init(nodes count: Int, label: String = "cluster") throws {
+        root =
+            FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-\(label)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        binDir = Self.findBinaries()
+        // API ports p, p+1, …; gossip ports at a constant offset, as the node derives them.
+        let (api, gossip) = try Self.freePortBlock(count: count)
+        for i in 0..<count {
+            let name = "node-\(i + 1)"
+            nodes.append(
+                NodeSpec(
+                    name: name, apiPort: api + i, gossipPort: gossip + i, dataDir: "\(root)/\(name)",
+                    logPath: "\(root)/\(name).log"))
+        }
+    }
+
+    deinit {
+        for p in processes.values where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        if ProcessInfo.processInfo.environment["BIFROST_KEEP_TEST_DATA"] == nil {
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    static func findBinaries() -> URL {
+        if let dir = ProcessInfo.processInfo.environment["BIFROST_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("bifrost").path) { return url }
+        }
+        return URL(fileURLWithPath: ".build/debug")
+    }
+
+    /// Two blocks of `count` consecutive ports (TCP and UDP free) at the same spacing.
+    static func freePortBlock(count: Int) throws -> (api: Int, gossip: Int) {
+        for _ in 0..<200 {
+            let api = Int.random(in: 20_000...45_000)
+            let gossip = api + 10_000
+            if (0..<count).allSatisfy({
+                portFree(api + $0, udp: false) && portFree(gossip + $0, udp: false) && portFree(gossip + $0, udp: true)
+            }) {
+                return (api, gossip)
+            }
+        }
+        throw HarnessError("no free port block found")
+    }
+
+    static func portFree(_ port: Int, udp: Bool) -> Bool {
+        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    func spec(_ name: String) -> NodeSpec { nodes.first { $0.name == name }! }
+
+    /// Starts (or restarts) a node with the cluster's peers and the given key.
+    func start(_ name: String, key: String, extraArguments: [String] = []) throws {
+        let node = spec(name)
+        let peers = nodes.filter { $0.name != name }.map { "127.0.0.1:\($0.apiPort)" }.joined(separator: ",")
+        let process = Process()
+        process.executableURL = binDir.appendingPathComponent("bifrost")
+        process.arguments =
+            [
+                "serve", "--cluster", "--node-id", node.name, "--bind", "127.0.0.1:\(node.apiPort)", "--gossip-port",
+                "\(node.gossipPort)", "--peers", peers, "--data", node.dataDir, "--enable-fault-injection",
+                "--log-level", "debug",
+            ] + extraArguments
+        var env = ProcessInfo.processInfo.environment
+        env["BIFROST_CLUSTER_KEY"] = key
+        process.environment = env
+        _ = FileManager.default.createFile(atPath: node.logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: node.logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        lock.withLock { processes[name] = process }
+    }
+
+    private func process(_ name: String) -> Process? { lock.withLock { processes[name] } }
+
+    func kill9(_ name: String) {
+        let p = process(name)
+        guard let p, p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    func terminate(_ name: String, timeout: Duration = .seconds(15)) async {
+        let p = process(name)
+        guard let p, p.isRunning else { return }
+        kill(p.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + timeout
+        while p.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+
+    func stopAll() async {
+        for node in nodes { await terminate(node.name) }
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOfFile: spec(name).logPath, encoding: .utf8)) ?? "" }
+
+    // MARK: HTTP
+
+    func request(_ name: String, _ method: String, _ path: String, body: String? = nil) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(spec(name).apiPort)\(path)")!)
+        request.httpMethod = method
+        request.timeoutInterval = 5
+        if let body { request.httpBody = Data(body.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    func json(_ name: String, _ path: String) async throws -> [String: Any] {
+        let (_, data) = try await request(name, "GET", path)
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
+    /// Member name → status as `name` sees it.
+    func members(seenBy name: String) async -> [String: String] {
+        guard let body = try? await json(name, "/cluster/nodes"), let nodes = body["nodes"] as? [[String: Any]] else {
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for n in nodes { if let id = n["node_id"] as? String, let s = n["status"] as? String { out[id] = s } }
+        return out
+    }
+
+    /// `bifrost-dump --stats` of a node's data dir (works while it runs).
+    func dumpStats(_ name: String) throws -> [String: Any] {
+        let p = Process()
+        p.executableURL = binDir.appendingPathComponent("bifrost-dump")
+        p.arguments = [spec(name).dataDir, "--stats"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
+    /// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
+    func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? await condition()) == true { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return (try? await condition()) == true
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
