@@ -10,7 +10,7 @@ BENCH_EVENTS ?= 1000000
 
 APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config
 
-.PHONY: all deps build build-tests test run bench lint format clean
+.PHONY: all deps build build-tests test run demo-eventlog sim bench lint format clean
 
 all: build
 
@@ -34,9 +34,17 @@ build-tests: deps
 test: build-tests
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-## run: the event-log demo: writes a node's log under $(STATE_DIR)/demo, then inspects and audits it.
+## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948); Ctrl-C stops it.
 run: build
+	BIN=$(DEBUG_DIR) STATE_DIR=$(STATE_DIR) tools/scripts/local-cluster.sh
+
+## demo-eventlog: write a node's log under $(STATE_DIR)/demo, then inspect and audit it with the tools.
+demo-eventlog: build
 	BIN=$(DEBUG_DIR) STATE_DIR=$(STATE_DIR) tools/scripts/demo-eventlog.sh
+
+## sim: the seeded cluster simulator; SEEDS=N runs N seeds, SEED=S replays one.
+sim: build
+	$(DEBUG_DIR)/bifrost-sim $(if $(SEED),--seed $(SEED),) $(if $(SEEDS),--seeds $(SEEDS),--seeds 50)
 
 ## bench: release build, then every benchmark; writes $(BENCH_OUT)/*.json and docs/BENCHMARKS.md.
 bench: deps

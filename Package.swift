@@ -107,7 +107,8 @@ let package = Package(
         .executableTarget(
             name: "bifrost-bench",
             dependencies: [
-                "EventLog", "CLMDB", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "EventLog", "Replication", "ToolSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/bifrost-bench",
             swiftSettings: strict
@@ -125,6 +126,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

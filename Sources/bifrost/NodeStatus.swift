@@ -95,10 +95,29 @@ extension Node: ClusterStatusSource {
                 "nodes_failed": .uint(UInt64(failed)),
                 "gossip_messages_per_second": .double(((gossipMetrics?.messagesPerSecond ?? 0) * 10).rounded() / 10),
                 "state_convergence_time_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
+                "event_propagation_p50_ms": .double(syncMetrics?.propagationP50Millis ?? 0),
+                "event_propagation_p99_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
                 "request_migration_rate": .double(0),
                 "load_distribution": .object(distribution),
                 "provider_performance": .object([:]),
             ])
+        ])
+    }
+
+    func logSummary() async -> JSONValue {
+        let reader = store.reader
+        let names = (try? reader.nodeNames()) ?? [:]
+        var marks: [String: JSONValue] = [:]
+        for (origin, w) in (try? reader.watermarks()) ?? [:] {
+            marks[names[origin] ?? origin.hex] = .object([
+                "max_hlc": .uint(w.maxHLC.rawValue), "events": .uint(w.count),
+            ])
+        }
+        let root = (try? reader.digest(.root)) ?? .zero
+        return .object([
+            "node_id": .string(nodeName), "events": .uint((try? reader.eventCount()) ?? 0),
+            "root_digest": .string(root.sumHex), "origins": .object(marks),
+            "bytes": .uint(UInt64(reader.usedBytes())),
         ])
     }
 

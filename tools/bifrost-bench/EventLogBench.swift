@@ -1,5 +1,4 @@
 import ArgumentParser
-import CLMDB
 import EventLog
 import Foundation
 import Synchronization
@@ -153,7 +152,20 @@ struct EventLogBench: AsyncParsableCommand {
             case .remote(let encoded): encoded.count
             }
         }
-        let rawTime = try Self.rawLMDB(directory: "\(root)/raw", batchSizes: sizes, now: now)
+        // The same sizes and key order as the store's events, encoded beforehand like the store's
+        // callers encode before the writer runs.
+        var hlc = HybridLogicalClock()
+        let rawOrigin = NodeID(name: "bench-raw")
+        var rawGen = SyntheticEvents(seed: 42)
+        let rawBatches = sizes.map { count in
+            (0..<count).map { _ in
+                EventCodec.encode(
+                    Event(
+                        id: EventID(hlc: hlc.now(physicalMillis: now), origin: rawOrigin),
+                        payload: rawGen.payload(nowMillis: now)))
+            }
+        }
+        let rawTime = try LMDBBaseline.appendLoop(directory: "\(root)/raw", batches: rawBatches).seconds
 
         let result = JSONValue.object([
             "events": .uint(UInt64(events)),
@@ -196,60 +208,6 @@ struct EventLogBench: AsyncParsableCommand {
         return (sorted[max(0, i)] * 1000).rounded() / 1000
     }
 
-    /// Writes the workload's events with `mdb_put(MDB_APPEND)`, one transaction per batch, with
-    /// the flags the store uses, and returns the elapsed seconds.
-    static func rawLMDB(directory: String, batchSizes: [Int], now: UInt64) throws -> Double {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var env: OpaquePointer?
-        guard mdb_env_create(&env) == 0 else { throw ValidationError("mdb_env_create failed") }
-        defer { mdb_env_close(env) }
-        mdb_env_set_mapsize(env, 16 << 30)
-        mdb_env_set_maxdbs(env, 4)
-        guard mdb_env_open(env, directory, UInt32(MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC), 0o644) == 0 else {
-            throw ValidationError("mdb_env_open(\(directory)) failed")
-        }
-        var txn: OpaquePointer?
-        var dbi = MDB_dbi()
-        mdb_txn_begin(env, nil, 0, &txn)
-        mdb_dbi_open(txn, "events", UInt32(MDB_CREATE), &dbi)
-        mdb_txn_commit(txn)
-
-        // Same sizes and key order as the store's events, encoded beforehand like the store's
-        // callers encode before the writer runs.
-        var batches: [[[UInt8]]] = []
-        var hlc = HybridLogicalClock()
-        let origin = NodeID(name: "bench-raw")
-        var gen = SyntheticEvents(seed: 42)
-        for count in batchSizes {
-            batches.append(
-                (0..<count).map { _ in
-                    EventCodec.encode(
-                        Event(
-                            id: EventID(hlc: hlc.now(physicalMillis: now), origin: origin),
-                            payload: gen.payload(nowMillis: now)))
-                })
-        }
-        let start = ContinuousClock.now
-        var key = [UInt8](repeating: 0, count: 16)
-        for batch in batches {
-            mdb_txn_begin(env, nil, 0, &txn)
-            for value in batch {
-                // The key is the value's id, as in the store.
-                key.withUnsafeMutableBytes { k in
-                    value.withUnsafeBytes { v in
-                        k.copyMemory(from: UnsafeRawBufferPointer(rebasing: v[2..<18]))
-                        var mk = MDB_val(mv_size: 16, mv_data: k.baseAddress)
-                        var mv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
-                        let rc = mdb_put(txn, dbi, &mk, &mv, UInt32(MDB_APPEND))
-                        precondition(rc == 0, "raw mdb_put failed: \(String(cString: mdb_strerror(rc)))")
-                    }
-                }
-            }
-            let rc = mdb_txn_commit(txn)
-            precondition(rc == 0, "raw mdb_txn_commit failed: \(String(cString: mdb_strerror(rc)))")
-        }
-        return (ContinuousClock.now - start).seconds
-    }
 }
 
 enum Work: Sendable {

@@ -12,5 +12,8 @@ mkdir -p "$BENCH_OUT"
 echo "== eventlog: $BENCH_EVENTS events"
 "$BIN/bifrost-bench" eventlog --data "$SCRATCH" --events "$BENCH_EVENTS" --json | tee "$BENCH_OUT/eventlog.json"
 
+echo "== replication: 3 nodes, catch-up of $BENCH_EVENTS events"
+"$BIN/bifrost-bench" replication --nodes 3 --events "$BENCH_EVENTS" --rate 5000 --seconds 10 --json | tee "$BENCH_OUT/replication.json"
+
 python3 tools/scripts/bench_report.py "$BENCH_OUT" docs/BENCHMARKS.md
 echo "report: docs/BENCHMARKS.md"

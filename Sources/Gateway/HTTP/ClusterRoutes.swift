@@ -17,6 +17,9 @@ public protocol ClusterStatusSource: Sendable {
     func clusterMetrics() async -> JSONValue
     /// Prometheus text exposition for `GET /metrics`.
     func prometheusText() async -> [UInt8]
+    /// `GET /cluster/log`: this node's log at a glance (count, root digest, per-origin watermarks),
+    /// cheap enough to poll; two nodes hold the same events when count and root agree.
+    func logSummary() async -> JSONValue
 }
 
 /// `GET /health`, `/cluster/nodes`, `/cluster/metrics`, `/metrics`.
@@ -30,6 +33,7 @@ public enum ClusterRoutes {
         }
         router.get("cluster/nodes") { _, _ -> Response in json(await status.nodes()) }
         router.get("cluster/metrics") { _, _ -> Response in json(await status.clusterMetrics()) }
+        router.get("cluster/log") { _, _ -> Response in json(await status.logSummary()) }
         router.get("metrics") { _, _ -> Response in
             let text = await status.prometheusText()
             return Response(

@@ -111,14 +111,16 @@ public enum Reconciliation {
         let first = DigestKey(level: top, hlc: window.compactedBefore).bucket
         let last = DigestKey(level: top, hlc: HLCTimestamp(rawValue: window.settledBefore.rawValue - 1)).bucket
         let mine = try source.fingerprints(level: top, buckets: first...last)
-        var items: [Item] = []
-        for bucket in first...last {
-            let key = DigestKey(level: top, bucket: bucket)
-            switch window.placement(of: key) {
-            case .inside: items.append(.fingerprint(key, mine[key] ?? .zero))
-            case .straddling: items += try expanded(key, source, window: window)
-            case .outside: break
-            }
+        // `.open(root)` says: what follows is every nonempty top-level bucket I have in the
+        // window. Empty ones are left out (the window may span decades of empty buckets); the
+        // peer answers for the buckets it has and this side lacks.
+        var items: [Item] = [.open(.root)]
+        for key in mine.keys.sorted() where window.placement(of: key) == .inside {
+            items.append(.fingerprint(key, mine[key]!))
+        }
+        for bucket in [first, last] where window.placement(of: DigestKey(level: top, bucket: bucket)) == .straddling {
+            items += try expanded(DigestKey(level: top, bucket: bucket), source, window: window)
+            if first == last { break }
         }
         return items
     }
@@ -141,6 +143,20 @@ public enum Reconciliation {
     /// Answers what the peer said about some buckets.
     public static func respond(to items: [Item], _ source: some DigestSource, window: Window) throws -> Step {
         var step = Step()
+        if items.contains(.open(.root)) {
+            // Top-level buckets the peer did not list are empty on its side.
+            var listed = Set<DigestKey>()
+            for case .fingerprint(let key, _) in items where key.level == DigestKey.topLevel { listed.insert(key) }
+            let top = DigestKey.topLevel
+            if window.settledBefore > window.compactedBefore {
+                let first = DigestKey(level: top, hlc: window.compactedBefore).bucket
+                let last = DigestKey(level: top, hlc: HLCTimestamp(rawValue: window.settledBefore.rawValue - 1)).bucket
+                let mine = try source.fingerprints(level: top, buckets: first...last)
+                for key in mine.keys.sorted() where !listed.contains(key) && window.placement(of: key) == .inside {
+                    step.reply.append(.fingerprint(key, mine[key]!))
+                }
+            }
+        }
         for item in items {
             switch item {
             case .fingerprint(let key, let theirs):
@@ -153,7 +169,7 @@ public enum Reconciliation {
                     step.reply += try children(of: key, source, window: window)
                 }
             case .open(let key):
-                guard key.level > 0, window.placement(of: key) != .outside else { continue }
+                guard key.level > 0, key != .root, window.placement(of: key) != .outside else { continue }
                 step.reply += try children(of: key, source, window: window)
             case .ids(let key, let theirs):
                 guard window.placement(of: key) == .inside else { continue }
