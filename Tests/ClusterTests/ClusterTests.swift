@@ -5,7 +5,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3))) struct ClusterTests {
     /// Fast gossip so failure detection fits a test: 200 ms probes, 2 failed rounds to suspect.
     static let config =
-        #"{"cluster": {"gossip": {"interval": "200ms", "timeout": "1s"}, "failover": {"detection_threshold": 2}}}"#
+        #"{"cluster": {"gossip": {"interval": "200ms", "timeout": "1s", "compression": true}, "failover": {"detection_threshold": 2}}}"#
     static let interval: Duration = .milliseconds(200)
     static let detectionThreshold = 2
     /// Lifeguard's maximum suspicion timeout for 3 members: 6 × (4 × max(1, log10 3) × interval).

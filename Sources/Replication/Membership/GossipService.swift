@@ -57,6 +57,7 @@ public final class GossipService: Service, Sendable {
     private let origin = ContinuousClock.now
     private let leaving = Atomic<Bool>(false)
     private let encrypted: Bool
+    private let compression: Bool
     private let bound = Mutex<Int?>(nil)
 
     public init(
@@ -65,6 +66,8 @@ public final class GossipService: Service, Sendable {
     ) {
         var settings = settings
         if keyring != nil { settings.maxPacketSize -= Envelope.overheadByteCount }
+        settings.maxPacketSize -= 1  // the compression marker
+        self.compression = compression
         self.settings = settings
         self.localName = local.name
         self.host = host
@@ -227,7 +230,9 @@ public final class GossipService: Service, Sendable {
                 return
             }
         }
-        guard let message = try? SWIMCodec.decode(payload) else {
+        guard let body = Self.unframe(payload, maxOutput: settings.maxPacketSize * 8),
+            let message = try? SWIMCodec.decode(body)
+        else {
             logger.debug(
                 "undecodable gossip datagram", metadata: ["peer.address": .string("\(datagram.remoteAddress)")])
             return
@@ -252,7 +257,7 @@ public final class GossipService: Service, Sendable {
             case .send(let message, let address):
                 if let target = targetName(of: message, address: address), faults.isBlocked(target) { continue }
                 guard let remote = resolve(address) else { continue }
-                let encoded = SWIMCodec.encode(message)
+                let encoded = Self.frame(SWIMCodec.encode(message), compress: compression)
                 let bytes = sealer.withLock { s -> [UInt8] in
                     guard var sealer = s else { return encoded }
                     defer { s = sealer }
@@ -285,6 +290,25 @@ public final class GossipService: Service, Sendable {
         let resolved = try? SocketAddress.makeAddressResolvingHost(host, port: port)
         if let resolved { state.withLock { $0.resolved[address] = resolved } }
         return resolved
+    }
+
+    /// A gossip payload: one marker byte (0 = plain, 1 = LZ4 block), then the SWIM message.
+    /// Compression is used only when it saves bytes; receivers accept both whatever their setting.
+    static func frame(_ message: [UInt8], compress: Bool) -> [UInt8] {
+        if compress {
+            let packed = LZ4Block.compress(message)
+            if packed.count + 1 < message.count + 1 { return [1] + packed }
+        }
+        return [0] + message
+    }
+
+    static func unframe(_ payload: [UInt8], maxOutput: Int) -> [UInt8]? {
+        guard let marker = payload.first else { return nil }
+        switch marker {
+        case 0: return Array(payload.dropFirst())
+        case 1: return try? LZ4Block.decompress(Array(payload.dropFirst()), maxOutput: maxOutput)
+        default: return nil
+        }
     }
 
     static func addressString(_ address: SocketAddress) -> String {
