@@ -179,7 +179,11 @@ final class Writer: @unchecked Sendable {
         if items.isEmpty {
             condition.unlock()
         } else {
-            enqueue(Request(items: items, durability: durability, completion: .insert(continuation, outcomes)))
+            // Peers' events arrive already batched by the network: commit without the window, so
+            // replication adds no waiting of its own.
+            enqueue(
+                Request(items: items, durability: durability, completion: .insert(continuation, outcomes)), urgent: true
+            )
             condition.unlock()
         }
         stats.withLock {
@@ -212,10 +216,10 @@ final class Writer: @unchecked Sendable {
     }
 
     /// Caller holds `condition`.
-    private func enqueue(_ request: Request) {
+    private func enqueue(_ request: Request, urgent: Bool = false) {
         pending.append(request)
         pendingEvents += request.items.count
-        if request.durability == .synced { pendingUrgent = true }
+        if urgent || request.durability == .synced { pendingUrgent = true }
         condition.signal()
     }
 

@@ -14,7 +14,7 @@ public struct PeerSync: Sendable {
         /// Time between reconciliation sessions (one also starts right after `hello`).
         public var reconcileInterval: Duration = .seconds(10)
         /// Most events per `events` message.
-        public var batchEvents: Int = 2_000
+        public var batchEvents: Int = 20_000
         public var maxClockOffsetMillis: UInt64 = 500
         /// Added to the clock offset to form the unsettled head skipped by reconciliation.
         public var settleMarginMillis: UInt64 = 1_000
