@@ -44,7 +44,7 @@ demo-eventlog: build
 
 ## sim: the seeded cluster simulator; SEEDS=N runs N seeds, SEED=S replays one.
 sim: build
-	$(DEBUG_DIR)/bifrost-sim $(if $(SEED),--seed $(SEED),) $(if $(SEEDS),--seeds $(SEEDS),--seeds 50)
+	$(DEBUG_DIR)/bifrost-sim $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS),$(if $(SEED),,--seeds 50)) $(SIM_ARGS)
 
 ## bench: release build, then every benchmark; writes $(BENCH_OUT)/*.json and docs/BENCHMARKS.md.
 bench: deps

@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "bifrost-dump", targets: ["bifrost-dump"]),
         .executable(name: "bifrost-replay", targets: ["bifrost-replay"]),
         .executable(name: "bifrost-bench", targets: ["bifrost-bench"]),
+        .executable(name: "bifrost-sim", targets: ["bifrost-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
@@ -111,6 +112,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/bifrost-bench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bifrost-sim",
+            dependencies: [
+                "Replication", "EventLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/bifrost-sim",
             swiftSettings: strict
         ),
         .testTarget(
