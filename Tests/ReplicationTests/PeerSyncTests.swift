@@ -98,10 +98,33 @@ import Testing
         var pair = Pair()
         try pair.stores[0].insert(Self.event(Self.now - 100_000, 0, "a"))
         try pair.connect(at: .seconds(1))
+        // The opening session waited for catch-up; it starts at the first tick after it.
+        let opening = try pair.syncs[0].onTick(pair.stores[0], now: .seconds(2), nowMillis: Self.now)
+        #expect(opening.count == 1)
         let sessions = pair.syncs[0].counters.reconciliations
-        #expect(try pair.syncs[0].onTick(pair.stores[0], now: .seconds(2), nowMillis: Self.now).isEmpty)
+        #expect(try pair.syncs[0].onTick(pair.stores[0], now: .seconds(3), nowMillis: Self.now).isEmpty)
         let due = try pair.syncs[0].onTick(pair.stores[0], now: .seconds(12), nowMillis: Self.now)
         #expect(due.count == 1)
         #expect(pair.syncs[0].counters.reconciliations == sessions + 1)
+    }
+
+    @Test func openingReconciliation_waitsForCatchUp_soNothingIsSentTwice() throws {
+        var pair = Pair()
+        // Each side is ahead of the other by its own recent events.
+        for i in 0..<4_000 {
+            try pair.stores[0].insert(Self.event(Self.now - 30_000 + UInt64(i), 0, "a"))
+            try pair.stores[1].insert(Self.event(Self.now - 30_000 + UInt64(i), 1, "b"))
+        }
+        try pair.connect(at: .seconds(1))
+        #expect(pair.syncs[0].counters.reconciliations == 0)
+        #expect(pair.stores[1].ids == pair.stores[0].ids)
+        var initial: [(to: Int, message: SyncMessage)] = []
+        for case .send(let m) in try pair.syncs[0].onTick(pair.stores[0], now: .seconds(2), nowMillis: Self.now) {
+            initial.append((1, m))
+        }
+        try pair.run(initial, at: .seconds(2))
+        #expect(pair.syncs[0].counters.reconciliations == 1)
+        let sent = pair.syncs.map { $0.counters.eventsSent + $0.counters.eventsRepaired }
+        #expect(sent == [4_000, 4_000])
     }
 }

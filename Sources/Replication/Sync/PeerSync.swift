@@ -46,6 +46,11 @@ public struct PeerSync: Sendable {
     public private(set) var peerWatermarks: [NodeID: HLCTimestamp] = [:]
     public private(set) var counters = Counters()
     private var catchUpFrom: [NodeID: HLCTimestamp] = [:]
+    /// What the peer had beyond this node at hello: the opening reconciliation waits until this
+    /// node has it (or one `reconcileInterval` passed), so it does not fetch what catch-up is
+    /// already sending.
+    private var awaitingFromPeer: [NodeID: HLCTimestamp] = [:]
+    private var openingReconcilePending = false
     private var session: UInt64 = 0
     private var nextReconcileAt: Duration?
 
@@ -85,10 +90,15 @@ public struct PeerSync: Sendable {
         case .hello(let node, let watermarks):
             peerNode = node
             peerWatermarks = watermarks
-            for (origin, mine) in try store.originWatermarks() where mine > (watermarks[origin] ?? .zero) {
+            let mine = try store.originWatermarks()
+            for (origin, hlc) in mine where hlc > (watermarks[origin] ?? .zero) {
                 catchUpFrom[origin] = watermarks[origin] ?? .zero
             }
-            nextReconcileAt = now
+            awaitingFromPeer = watermarks.filter { $0.value > (mine[$0.key] ?? .zero) }
+            // Right away when neither side is behind, otherwise once both catch-ups finished,
+            // and at the latest after one interval.
+            openingReconcilePending = true
+            nextReconcileAt = now + settings.reconcileInterval
             return try onTick(store, now: now, nowMillis: nowMillis)
         case .events(let events):
             counters.eventsReceived += events.count
@@ -133,7 +143,17 @@ public struct PeerSync: Sendable {
     /// Starts a reconciliation session when one is due.
     public mutating func onTick(_ store: some ReplicaStore, now: Duration, nowMillis: UInt64) throws -> [Output] {
         // One side of each pair initiates (the smaller name), so a gap is repaired once.
-        guard let peerNode, localNode < peerNode, let due = nextReconcileAt, now >= due else { return [] }
+        guard let peerNode, localNode < peerNode, let due = nextReconcileAt else { return [] }
+        if now < due {
+            guard openingReconcilePending, catchUpFrom.isEmpty else { return [] }
+            if !awaitingFromPeer.isEmpty {
+                let mine = try store.originWatermarks()
+                awaitingFromPeer = awaitingFromPeer.filter { $0.value > (mine[$0.key] ?? .zero) }
+                guard awaitingFromPeer.isEmpty else { return [] }
+            }
+        }
+        openingReconcilePending = false
+        awaitingFromPeer = [:]
         nextReconcileAt = now + settings.reconcileInterval
         session += 1
         counters.reconciliations += 1
