@@ -7,10 +7,13 @@ DEBUG_DIR    := .build/debug
 STATE_DIR    ?= .bifrost
 BENCH_OUT    ?= bench/out
 BENCH_EVENTS ?= 1000000
+VENV         ?= .venv
+PYTHON       ?= python3
+SDK_PACKAGES := openai anthropic pytest
 
 APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config
 
-.PHONY: all deps build build-tests test run demo-eventlog sim bench lint format clean
+.PHONY: all deps venv build build-tests test test-swift test-sdk run demo-eventlog sim bench lint format clean
 
 all: build
 
@@ -23,6 +26,14 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+## venv: a Python virtualenv with the official OpenAI and Anthropic SDKs and pytest (for test-sdk).
+venv: $(VENV)/.installed
+
+$(VENV)/.installed:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(SDK_PACKAGES)
+	touch $@
+
 ## build: debug build of the library and every tool.
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -30,9 +41,15 @@ build: deps
 build-tests: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 
-## test: build everything, then run every test (unit, store, tools, crash).
-test: build-tests
+## test: build everything, then run every test: Swift suites (unit, store, tools, crash, cluster)
+## and the official OpenAI/Anthropic SDKs against a real node.
+test: test-swift test-sdk
+
+test-swift: build-tests
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+test-sdk: build-tests venv
+	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/sdk
 
 ## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948); Ctrl-C stops it.
 run: build

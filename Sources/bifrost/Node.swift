@@ -23,26 +23,37 @@ final class Node: Sendable {
     let state = Mutex(ServingState.starting)
     let startedAt = ContinuousClock.now
     let metrics: NodeMetrics
+    let upstream: UpstreamClient
+    let engine: GatewayEngine
 
-    init(config: BifrostConfig, logger: Logger, faultInjection: Bool) throws {
+    init(config: BifrostConfig, fileDocument: [UInt8]?, logger: Logger, faultInjection: Bool) throws {
         self.config = config
         self.logger = logger
         self.faultInjection = faultInjection
         let nodeID = config.cluster.nodeID
         dataDir = config.dataDir ?? "bifrost-data/\(nodeID)"
+        var settings = EventStore.Settings()
+        // Only configuration documents signed by a trusted operator key are folded.
+        settings.views.trustedConfigKeys = Set(
+            config.admin.trustedKeys.compactMap { Data(base64Encoded: $0).map { Array($0) } })
         do {
-            store = try EventStore.open(directory: dataDir, nodeName: nodeID)
+            store = try EventStore.open(directory: dataDir, nodeName: nodeID, settings: settings)
         } catch let error as EventLogError {
             FileHandle.standardError.write(Data("bifrost: cannot open the data directory: \(error)\n".utf8))
             throw ExitCode(2)
         }
         metrics = NodeMetrics()
+        upstream = UpstreamClient()
         guard config.cluster.enabled else {
             gossip = nil
             sync = nil
+            engine = try GatewayEngine(
+                config: config, fileDocument: fileDocument, store: store, cluster: SingleNodeCluster(),
+                upstream: upstream, metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
             return
         }
         let keyring = try Self.keyring(config, logger: logger)
+        let tls = try Self.clusterTLS(config, logger: logger)
         let cluster = config.cluster
         let advertiseHost = Self.advertiseHost(cluster.bindAddress.host)
         let gossipAddress = HostPort(host: advertiseHost, port: cluster.gossip.port)
@@ -68,10 +79,32 @@ final class Node: Sendable {
                 incarnation: SystemWallClock().nowMillis() / 1000),
             settings: swim, host: cluster.bindAddress.host, port: cluster.gossip.port, keyring: keyring, faults: faults,
             seeds: seeds, compression: cluster.gossip.compression, logger: logger)
-        sync = SyncService(
+        let sync = SyncService(
             store: store, localNode: nodeID, host: cluster.bindAddress.host, port: cluster.gossip.port,
-            keyring: keyring,
-            faults: faults, logger: logger)
+            keyring: keyring, tls: tls, faults: faults, logger: logger)
+        self.sync = sync
+        engine = try GatewayEngine(
+            config: config, fileDocument: fileDocument, store: store,
+            cluster: NodeCluster(gossip: gossip!, sync: sync, localName: nodeID), upstream: upstream,
+            metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
+    }
+
+    /// Loads `cluster.tls` (nil when absent); a file that cannot be used refuses the start.
+    static func clusterTLS(_ config: BifrostConfig, logger: Logger) throws -> ClusterTLS? {
+        guard let files = config.cluster.tls else { return nil }
+        let tls: ClusterTLS
+        do {
+            tls = try ClusterTLS(certificatePath: files.certificate, keyPath: files.key, caPath: files.ca)
+        } catch {
+            throw ConfigError(path: error.configPath, error.message)
+        }
+        logger.info(
+            "sync streams use mutual TLS (under the keyring seal)",
+            metadata: [
+                "tls.cert": "\(files.certificate)", "tls.ca": "\(files.ca)",
+                "tls.ca_certificates": "\(tls.caCertificateCount)",
+            ])
+        return tls
     }
 
     static func keyring(_ config: BifrostConfig, logger: Logger) throws -> Keyring? {
@@ -111,6 +144,8 @@ final class Node: Sendable {
     func run() async throws {
         let router = Router()
         ClusterRoutes.register(on: router, status: self)
+        GatewayRoutes.register(on: router, engine: engine)
+        AdminRoutes.register(on: router, engine: engine)
         if faultInjection { registerFaultInjection(on: router) }
         let bind = config.cluster.bindAddress
         let app = Application(
@@ -130,6 +165,9 @@ final class Node: Sendable {
         if let gossip, let sync {
             services += [gossip, sync, MembershipService(node: self, gossip: gossip, sync: sync)]
         }
+        // Stopped after the HTTP server (reverse order): the last requests' events are written
+        // before the log closes.
+        services += [engine, upstream]
         services.append(app)
         // Last in the list, so the first told to stop: /health turns 503 before anything closes.
         services.append(HealthService(node: self))
@@ -184,5 +222,25 @@ struct StoreService: Service {
         node.state.withLock { $0 = .draining }
         try await store.close()
         node.logger.info("event log closed")
+    }
+}
+
+/// The gateway's view of the cluster: live members from gossip, acknowledgements from sync.
+struct NodeCluster: GatewayCluster {
+    let gossip: GossipService
+    let sync: SyncService
+    let localName: String
+
+    var liveNodeCount: Int { max(1, gossip.members().filter { $0.member.status.isActive }.count) }
+
+    func ownEventsAcknowledgedThrough() -> HLCTimestamp? {
+        let local = NodeID(name: localName)
+        let marks = sync.peerWatermarks()
+        var through = HLCTimestamp.max
+        for m in gossip.members() where m.member.name != localName && m.member.status.isActive {
+            guard let mark = marks[m.member.name]?[local] else { return nil }
+            through = min(through, mark)
+        }
+        return through
     }
 }

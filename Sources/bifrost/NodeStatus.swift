@@ -99,8 +99,10 @@ extension Node: ClusterStatusSource {
                 "event_propagation_p99_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
                 "request_migration_rate": .double(0),
                 "load_distribution": .object(distribution),
-                "provider_performance": .object([:]),
-            ])
+                "provider_performance": engine.providerPerformance(view: view, nowMillis: now),
+            ]),
+            "limits": engine.limitCounters(view: view, nowMillis: now),
+            "weights": .object(engine.currentWeights.mapValues { .double($0) }),
         ])
     }
 
@@ -163,6 +165,9 @@ extension Node: ClusterStatusSource {
                 help: "Reconciliation messages")
             metrics.counter(
                 "bifrost_sync_reconcile_bytes_total", total: UInt64(s.reconcileBytes), help: "Reconciliation bytes")
+            metrics.counter(
+                "bifrost_sync_tls_handshake_failures_total", total: UInt64(s.tlsHandshakeFailures),
+                help: "Sync connections refused by mutual TLS (cluster.tls)")
             var rejected = s.rejectedFrames
             if let g = gossip?.metrics() { rejected.merge(g.transport.rejected, uniquingKeysWith: +) }
             for (reason, n) in rejected {

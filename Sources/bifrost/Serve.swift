@@ -43,8 +43,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var config: BifrostConfig
+        var document: [UInt8]?
         do {
-            config = try loadConfiguration()
+            (config, document) = try loadConfiguration()
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("bifrost: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
@@ -62,7 +63,8 @@ struct Serve: AsyncParsableCommand {
         logger[metadataKey: "node.id"] = .string(config.cluster.nodeID)
         let node: Node
         do {
-            node = try Node(config: config, logger: logger, faultInjection: enableFaultInjection)
+            node = try Node(
+                config: config, fileDocument: document, logger: logger, faultInjection: enableFaultInjection)
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("bifrost: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
@@ -70,12 +72,15 @@ struct Serve: AsyncParsableCommand {
         try await node.run()
     }
 
-    func loadConfiguration() throws -> BifrostConfig {
+    /// The configuration in force and the file it came from (nil without --config).
+    func loadConfiguration() throws -> (BifrostConfig, [UInt8]?) {
         var config = BifrostConfig()
+        var document: [UInt8]?
         if let path = configFile {
             guard let bytes = FileManager.default.contents(atPath: path) else {
                 throw ConfigError(path: path, "cannot read the configuration file")
             }
+            document = Array(bytes)
             config = try BifrostConfig.parse(Array(bytes))
         }
         try config.apply(environment: ProcessInfo.processInfo.environment)
@@ -96,6 +101,6 @@ struct Serve: AsyncParsableCommand {
                 ][error.path] ?? error.path
             throw ConfigError(path: flag, error.message)
         }
-        return config
+        return (config, document)
     }
 }

@@ -112,11 +112,69 @@ final class ClusterHarness: @unchecked Sendable {
 
     private func process(_ name: String) -> Process? { lock.withLock { processes[name] } }
 
+    /// Starts `bifrost-mock-provider` on a free port; returns its base URL once it answers.
+    func startMock(extraArguments: [String] = []) async throws -> String {
+        var port = 0
+        for _ in 0..<50 {
+            let candidate = Int.random(in: 46_000...60_000)
+            if Self.portFree(candidate, udp: false) {
+                port = candidate
+                break
+            }
+        }
+        let process = Process()
+        process.executableURL = binDir.appendingPathComponent("bifrost-mock-provider")
+        process.arguments = ["--port", "\(port)"] + extraArguments
+        let logPath = root + "/mock.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        lock.withLock { processes["mock"] = process }
+        let url = "http://127.0.0.1:\(port)"
+        let up = await eventually(.seconds(20)) {
+            let (_, response) = try await URLSession.shared.data(from: URL(string: url + "/health")!)
+            return (response as? HTTPURLResponse)?.statusCode == 200
+        }
+        guard up else { throw HarnessError("the mock provider did not start on \(url)") }
+        return url
+    }
+
+    func stopMock() async { await terminate("mock") }
+
     func kill9(_ name: String) {
         let p = process(name)
         guard let p, p.isRunning else { return }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
+    }
+
+    /// A POST with a bearer token; returns the status and the node that answered.
+    func post(_ name: String, _ path: String, token: String, body: String) async throws -> (Int, String?) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(spec(name).apiPort)\(path)")!)
+        request.httpMethod = "POST"
+        request.timeoutInterval = 10
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(body.utf8)
+        let (_, response) = try await URLSession.shared.data(for: request)
+        let http = response as? HTTPURLResponse
+        return (http?.statusCode ?? 0, http?.value(forHTTPHeaderField: "x-bifrost-node"))
+    }
+
+    /// `bifrost-replay <data-dir> --view <view>` as JSON.
+    func replay(_ name: String, view: String) throws -> [String: Any] {
+        let p = Process()
+        p.executableURL = binDir.appendingPathComponent("bifrost-replay")
+        p.arguments = [spec(name).dataDir, "--view", view]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
     func terminate(_ name: String, timeout: Duration = .seconds(15)) async {
@@ -133,6 +191,7 @@ final class ClusterHarness: @unchecked Sendable {
 
     func stopAll() async {
         for node in nodes { await terminate(node.name) }
+        await terminate("mock")
     }
 
     func log(_ name: String) -> String { (try? String(contentsOfFile: spec(name).logPath, encoding: .utf8)) ?? "" }

@@ -134,9 +134,21 @@ public struct BifrostConfig: Sendable, Equatable {
         public var tls: TLS?
     }
 
+    /// How a limit's window is counted.
+    public enum LimitWindow: String, CaseIterable, Sendable {
+        /// Counts reset at each minute boundary.
+        case fixed
+        /// The current minute plus the previous one weighted by how much of it still overlaps
+        /// the last 60 seconds.
+        case sliding
+    }
+
     public struct Limits: Sendable, Equatable {
         public var rpm: Int?
         public var tpm: Int?
+        public var window: LimitWindow = .fixed
+
+        public var isEmpty: Bool { rpm == nil && tpm == nil }
     }
 
     public struct ProviderKey: Sendable, Equatable {
@@ -157,7 +169,25 @@ public struct BifrostConfig: Sendable, Equatable {
         public var type: ProviderType
         public var baseURL: String?
         public var keys: [ProviderKey]
+        /// Whole-request timeout for an upstream call (`network.timeout`).
         public var timeout: Duration = .seconds(60)
+        /// Connection establishment timeout (`network.connect_timeout`).
+        public var connectTimeout: Duration = .seconds(5)
+        /// Limits per model served by this provider, over all its keys (`model_limits`).
+        public var modelLimits: [String: Limits] = [:]
+    }
+
+    /// Request handling (`gateway`).
+    public struct GatewaySettings: Sendable, Equatable {
+        /// Largest request body accepted (`max_request_bytes`); larger ones get 413.
+        public var maxRequestBytes: Int = 4 << 20
+        /// Upstream attempts per model before falling back (`retry.max_attempts`).
+        public var maxAttempts: Int = 3
+        /// Exponential backoff between attempts (`retry.backoff_base`, `retry.backoff_max`).
+        public var backoffBase: Duration = .milliseconds(50)
+        public var backoffMax: Duration = .seconds(2)
+        /// Models tried in order when a model's keys all fail (`fallbacks`).
+        public var fallbacks: [String: [String]] = [:]
     }
 
     public struct VirtualKey: Sendable, Equatable {
@@ -185,6 +215,7 @@ public struct BifrostConfig: Sendable, Equatable {
     public var dataDir: String?
     public var providers: [Provider] = []
     public var virtualKeys: [VirtualKey] = []
+    public var gateway = GatewaySettings()
     public var admin = Admin()
     public var alerts: [AlertRule] = []
 

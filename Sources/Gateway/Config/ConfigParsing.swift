@@ -19,6 +19,7 @@ extension BifrostConfig {
         if let items = try r.array("virtual_keys") {
             config.virtualKeys = try items.map { (path, value) throws(ConfigError) in try parseVirtualKey(value, path) }
         }
+        if var g = try r.object("gateway") { config.gateway = try parseGateway(&g) }
         if var a = try r.object("admin") {
             config.admin.token = try a.string("token").map(SecretValue.init)
             config.admin.signingKey = try a.string("signing_key").map(SecretValue.init)
@@ -141,7 +142,8 @@ extension BifrostConfig {
 
     static func parseLimits(_ r: inout ConfigReader) throws(ConfigError) -> Limits {
         guard var l = try r.object("limits") else { return Limits() }
-        let limits = Limits(rpm: try l.int("rpm", in: 1...100_000_000), tpm: try l.int("tpm", in: 1...10_000_000_000))
+        var limits = Limits(rpm: try l.int("rpm", in: 1...100_000_000), tpm: try l.int("tpm", in: 1...10_000_000_000))
+        limits.window = try l.enumValue("window", LimitWindow.self) ?? .fixed
         try l.finish()
         return limits
     }
@@ -162,9 +164,23 @@ extension BifrostConfig {
                 throw ConfigError(path: r.child("base_url"), "expected an http(s) URL, got \"\(baseURL)\"")
             }
             var timeout: Duration = .seconds(60)
+            var connectTimeout: Duration = .seconds(5)
             if var n = try r.object("network") {
                 timeout = try n.duration("timeout") ?? timeout
+                connectTimeout = try n.duration("connect_timeout") ?? connectTimeout
                 try n.finish()
+            }
+            var modelLimits: [String: Limits] = [:]
+            if var m = try r.object("model_limits") {
+                for model in m.fields.keys.sorted() {
+                    guard var entry = try m.object(model) else { continue }
+                    let limits = try Limits(
+                        rpm: entry.int("rpm", in: 1...100_000_000), tpm: entry.int("tpm", in: 1...10_000_000_000),
+                        window: entry.enumValue("window", LimitWindow.self) ?? .fixed)
+                    try entry.finish()
+                    modelLimits[model] = limits
+                }
+                try m.finish()
             }
             guard let keyItems = try r.array("keys"), !keyItems.isEmpty else {
                 throw ConfigError(path: r.child("keys"), "a provider needs at least one key")
@@ -189,10 +205,30 @@ extension BifrostConfig {
                     ProviderKey(id: id, value: SecretValue(secret), models: models, weight: weight, limits: limits))
             }
             try r.finish()
-            providers.append(Provider(name: name, type: type, baseURL: baseURL, keys: keys, timeout: timeout))
+            providers.append(
+                Provider(
+                    name: name, type: type, baseURL: baseURL, keys: keys, timeout: timeout,
+                    connectTimeout: connectTimeout, modelLimits: modelLimits))
         }
         try p.finish()
         return providers
+    }
+
+    static func parseGateway(_ g: inout ConfigReader) throws(ConfigError) -> GatewaySettings {
+        var s = GatewaySettings()
+        s.maxRequestBytes = try g.int("max_request_bytes", in: 1024...(1 << 30)) ?? s.maxRequestBytes
+        if var r = try g.object("retry") {
+            s.maxAttempts = try r.int("max_attempts", in: 1...10) ?? s.maxAttempts
+            s.backoffBase = try r.duration("backoff_base") ?? s.backoffBase
+            s.backoffMax = try r.duration("backoff_max") ?? s.backoffMax
+            try r.finish()
+        }
+        if var f = try g.object("fallbacks") {
+            for model in f.fields.keys.sorted() { s.fallbacks[model] = try f.strings(model) ?? [] }
+            try f.finish()
+        }
+        try g.finish()
+        return s
     }
 
     static func parseVirtualKey(_ value: JSONValue, _ path: String) throws(ConfigError) -> VirtualKey {

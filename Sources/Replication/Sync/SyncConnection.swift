@@ -310,6 +310,8 @@ enum CloseReason: Sendable, CustomStringConvertible {
     case handshakeTimeout
     case commitFeedEnded
     case failed(any Error)
+    /// The TLS handshake failed, or the peer refused this node's certificate (`cluster.tls`).
+    case tlsHandshakeFailed(any Error)
 
     var description: String {
         switch self {
@@ -323,6 +325,7 @@ enum CloseReason: Sendable, CustomStringConvertible {
         case .commitFeedEnded:
             "local commit feed ended (store closed, or this connection fell behind; the peer catches up on reconnect)"
         case .failed(let error): "\(error)"
+        case .tlsHandshakeFailed(let error): "TLS handshake failed: \(error)"
         }
     }
 
@@ -330,10 +333,26 @@ enum CloseReason: Sendable, CustomStringConvertible {
     /// failed (its store), rather than the network or a shutdown ending the connection.
     var isWarning: Bool {
         switch self {
-        case .rejectedFrame, .protocolViolation, .handshakeTimeout: true
+        case .rejectedFrame, .protocolViolation, .handshakeTimeout, .tlsHandshakeFailed: true
         case .inboundFailed(let error): error is FrameError
         case .failed(let error): !Self.isConnectionLoss(error)
         case .peerClosed, .closedLocally, .blocked, .commitFeedEnded: false
+        }
+    }
+
+    var isTLSHandshakeFailure: Bool {
+        if case .tlsHandshakeFailed = self { return true }
+        return false
+    }
+
+    /// The connection ended by the peer or the network (closed, reset, a read or write failed),
+    /// not by a decision of this node.
+    var isPeerOrNetwork: Bool {
+        switch self {
+        case .peerClosed, .inboundFailed, .failed: true
+        case .closedLocally, .blocked, .rejectedFrame, .protocolViolation, .handshakeTimeout, .commitFeedEnded,
+            .tlsHandshakeFailed:
+            false
         }
     }
 
@@ -511,7 +530,7 @@ struct SyncConnection {
             "sync connected",
             metadata: [
                 "sync.direction": "\(dialed == nil ? "accepted" : "dialed")",
-                "sync.encrypted": "\(service.framing.isEncrypted)",
+                "sync.encrypted": "\(service.framing.isEncrypted)", "sync.tls": "\(service.tls != nil)",
             ])
         try await perform(
             try sync.onMessage(message, store.reader, now: service.now(), nowMillis: service.wallMillis()), outbound)
@@ -571,10 +590,19 @@ struct SyncConnection {
 
 // MARK: - Dialing
 
+/// A connected or accepted socket, its pipeline built (`SyncService.wrap`).
+struct SyncSocket: Sendable {
+    /// Frame bodies in and out.
+    let stream: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    /// With TLS: succeeds when the handshake completes, fails with its error (or when the
+    /// channel closes first). Nil for plain TCP.
+    let tlsHandshake: EventLoopFuture<Void>?
+}
+
 /// A connect that returns as soon as its task is cancelled (NIO's connect runs to its timeout);
 /// a channel that connects after that is closed.
 final class PendingConnect: Sendable {
-    typealias Connected = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    typealias Connected = SyncSocket
 
     private enum State {
         case idle
@@ -599,7 +627,7 @@ final class PendingConnect: Sendable {
                 Task {
                     do {
                         let channel = try await connect()
-                        if !self.finish(.success(channel)) { try? await channel.channel.close() }
+                        if !self.finish(.success(channel)) { try? await channel.stream.channel.close() }
                     } catch {
                         self.finish(.failure(error))
                     }

@@ -2,6 +2,7 @@ import EventLog
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -33,6 +34,9 @@ public struct SyncMetrics: Sendable, Equatable {
     public var rejectedFrames: [EnvelopeRejection.Code: UInt64] = [:]
     /// Frames that opened but broke the protocol (undecodable, wrong kind or sender, bad hello).
     public var protocolErrors = 0
+    /// Connections whose TLS handshake failed (`cluster.tls`): a peer certificate the CA did not
+    /// sign, no certificate, this node's certificate refused by the peer, or not TLS at all.
+    public var tlsHandshakeFailures = 0
     /// Propagation samples held (the last `SyncService.propagationSampleCapacity`).
     public var propagationSamples = 0
     /// Commit at origin (event HLC wall time) to commit here, of events received by streaming;
@@ -71,6 +75,15 @@ public struct SyncServiceError: Error, Sendable, CustomStringConvertible {
 /// connection is refused as a replay. A frame that fails to open or decode closes its
 /// connection (warning with `peer.address`); rejections are counted in `transportStats`.
 ///
+/// With `ClusterTLS`, TCP carries mutual TLS and the frames (still sealed) travel inside it:
+///
+/// ```
+///  TCP | TLS 1.3 (NIOSSL; CA-verified certificates both ways) | 4-byte length | Envelope
+/// ```
+///
+/// A failed handshake closes the connection (warning with `peer.address`, counted in
+/// `SyncMetrics.tlsHandshakeFailures`); a dialer retries under its usual backoff.
+///
 /// Per connection, one task takes inbound frames, local commits (its own subscription to
 /// `EventStore.committedEvents()`, made before the hello is built so nothing falls between)
 /// and ticks (every 200 ms, from `run()`) from a bounded mailbox, calls `PeerSync` and
@@ -96,6 +109,8 @@ public final class SyncService: Service, Sendable {
     public let settings: PeerSync.Settings
     /// Sealed, opened and rejected frames of this service.
     public let transportStats: TransportStats
+    /// Mutual TLS under the frames; nil: plain TCP.
+    public let tls: ClusterTLS?
     let logger: Logger
     let framing: StreamFraming
     private let epoch = ContinuousClock.now
@@ -109,7 +124,7 @@ public final class SyncService: Service, Sendable {
     }
 
     private enum Command: Sendable {
-        case accepted(NIOAsyncChannel<ByteBuffer, ByteBuffer>)
+        case accepted(SyncSocket)
         case dial(String)
     }
 
@@ -131,6 +146,7 @@ public final class SyncService: Service, Sendable {
         var nextConnectionID: UInt64 = 0
         var closedCounters = PeerSync.Counters()
         var protocolErrors = 0
+        var tlsHandshakeFailures = 0
         var propagation = SampleRing(capacity: SyncService.propagationSampleCapacity)
 
         var isRunning: Bool {
@@ -149,10 +165,12 @@ public final class SyncService: Service, Sendable {
     /// - Parameters:
     ///   - keyring: the cluster keys; nil for an unencrypted cluster (frames travel in clear,
     ///     which the configuration must allow explicitly).
+    ///   - tls: mutual TLS for every connection, dialed and accepted; nil for plain TCP. Every
+    ///     node of a cluster must agree: a TLS node and a plain one cannot talk.
     ///   - faults: partitions to simulate; share one with the gossip layer.
     public init(
-        store: EventStore, localNode: String, host: String, port: Int, keyring: Keyring?, faults: FaultInjector,
-        settings: PeerSync.Settings = .init(), logger: Logger
+        store: EventStore, localNode: String, host: String, port: Int, keyring: Keyring?, tls: ClusterTLS? = nil,
+        faults: FaultInjector, settings: PeerSync.Settings = .init(), logger: Logger
     ) {
         self.store = store
         self.localNode = localNode
@@ -161,6 +179,7 @@ public final class SyncService: Service, Sendable {
         self.faults = faults
         self.settings = settings
         self.transportStats = TransportStats()
+        self.tls = tls
         var logger = logger
         logger[metadataKey: "node.id"] = "\(localNode)"
         self.logger = logger
@@ -195,13 +214,14 @@ public final class SyncService: Service, Sendable {
         guard started else { throw SyncServiceError("sync service for \(localNode) was already run") }
         defer { state.withLock { $0.phase = .stopped } }
 
-        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let server: NIOAsyncChannel<SyncSocket, Never>
+        let tls = self.tls
         do {
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel) }
+                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, tls: tls, dialed: false) }
                 }
         } catch {
             logger.error("sync cannot listen", metadata: ["sync.address": "\(host):\(port)", "error": "\(error)"])
@@ -213,7 +233,10 @@ public final class SyncService: Service, Sendable {
             return s.startDialers(localNode: localNode)
         }
         logger.info(
-            "sync listening", metadata: ["sync.address": "\(server.channel.localAddress.map { "\($0)" } ?? "?")"])
+            "sync listening",
+            metadata: [
+                "sync.address": "\(server.channel.localAddress.map { "\($0)" } ?? "?")", "sync.tls": "\(tls != nil)",
+            ])
 
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
@@ -289,13 +312,13 @@ public final class SyncService: Service, Sendable {
     }
 
     private func accept(
-        _ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        _ server: NIOAsyncChannel<SyncSocket, Never>,
         _ commands: AsyncStream<Command>.Continuation
     ) async throws {
         do {
             try await server.executeThenClose { inbound in
                 for try await child in inbound {
-                    if case .terminated = commands.yield(.accepted(child)) { child.channel.close(promise: nil) }
+                    if case .terminated = commands.yield(.accepted(child)) { child.stream.channel.close(promise: nil) }
                 }
             }
         } catch {
@@ -323,6 +346,7 @@ public final class SyncService: Service, Sendable {
     private func dialLoop(_ name: String) async {
         var backoff = Self.initialBackoff
         var failures = 0
+        let tls = self.tls
         while let peer = dialTarget(name) {
             if faults.isBlocked(name) {
                 do { try await Task.sleep(for: Self.initialBackoff) } catch { break }
@@ -334,7 +358,7 @@ public final class SyncService: Service, Sendable {
                         .connectTimeout(.milliseconds(Int64(Self.connectTimeout / .milliseconds(1))))
                         .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                         .connect(host: peer.host, port: peer.port) { channel in
-                            channel.eventLoop.makeCompletedFuture { try Self.wrap(channel) }
+                            channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, tls: tls, dialed: true) }
                         }
                 }
                 failures = 0
@@ -370,17 +394,31 @@ public final class SyncService: Service, Sendable {
         }
     }
 
-    private static func wrap(_ channel: any Channel) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
-        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+    /// The pipeline: [TLS, handshake observer,] frame decoder, frame encoder, async channel.
+    private static func wrap(_ channel: any Channel, tls: ClusterTLS?, dialed: Bool) throws -> SyncSocket {
+        let pipeline = channel.pipeline.syncOperations
+        var handshake: EventLoopFuture<Void>?
+        if let tls {
+            if dialed {
+                try pipeline.addHandler(try tls.makeClientHandler())
+            } else {
+                try pipeline.addHandler(tls.makeServerHandler())
+            }
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            try pipeline.addHandler(TLSHandshakeObserver(handshake: promise))
+            handshake = promise.futureResult
+        }
+        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder()))
+        try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
+        return SyncSocket(stream: try NIOAsyncChannel(wrappingChannelSynchronously: channel), tlsHandshake: handshake)
     }
 
     // MARK: Connections
 
     /// Runs one connection to its end. Returns how long it was established (nil: never).
     @discardableResult
-    private func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, dialed: String?) async -> Duration? {
+    private func serve(_ socket: SyncSocket, dialed: String?) async -> Duration? {
+        let channel = socket.stream
         let address = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
         let mailbox = ConnectionMailbox()
         // Subscribed before the hello reads the watermarks: every later commit is streamed.
@@ -431,10 +469,15 @@ public final class SyncService: Service, Sendable {
             handle.close()
         }
 
+        if let failure = await tlsFailure(socket, reason) {
+            reason = .tlsHandshakeFailed(failure)
+        }
         let counters = connection.sync.counters
+        let countFailure = reason.isTLSHandshakeFailure
         state.withLock { s in
             s.connections[handle.id] = nil
             s.closedCounters.add(counters)
+            if countFailure && s.isRunning { s.tlsHandshakeFailures += 1 }
         }
         var metadata: Logger.Metadata = ["peer.address": "\(address)", "sync.reason": "\(reason)"]
         if let peer = connection.peer ?? dialed { metadata["peer.id"] = "\(peer)" }
@@ -447,6 +490,21 @@ public final class SyncService: Service, Sendable {
             logger.debug("sync connection closed before hello", metadata: metadata)
         }
         return connection.establishedAt.map { ContinuousClock.now - $0 }
+    }
+
+    /// The TLS error that ended the connection before the peer's first frame, if that is why
+    /// it ended: the handshake failed on this side, or the peer refused this node's certificate
+    /// (`TLSHandshakeObserver`). Nil without TLS, when TLS went fine, or when the connection
+    /// ended for a local reason (shutdown, hello timeout).
+    private func tlsFailure(_ socket: SyncSocket, _ reason: CloseReason) async -> (any Error)? {
+        guard let handshake = socket.tlsHandshake, reason.isPeerOrNetwork else { return nil }
+        do {
+            // Resolved by now or soon: the channel is closed or closing.
+            try await handshake.get()
+            return nil
+        } catch {
+            return TLSHandshakeObserver.isTLSFailure(error) ? error : nil
+        }
     }
 
     /// The connection's hello named `peer`: it replaces any older connection to that peer.
@@ -482,12 +540,14 @@ public final class SyncService: Service, Sendable {
     // MARK: Observability
 
     public func metrics() -> SyncMetrics {
-        let (connections, counters, protocolErrors, samples) = state.withLock {
-            s -> ([String], PeerSync.Counters, Int, [Int64]) in
+        let (connections, counters, protocolErrors, tlsHandshakeFailures, samples) = state.withLock {
+            s -> ([String], PeerSync.Counters, Int, Int, [Int64]) in
             var counters = s.closedCounters
             for connection in s.connections.values { counters.add(connection.counters) }
             let names = s.connections.values.filter(\.established).compactMap(\.peer)
-            return (Array(Set(names)).sorted(), counters, s.protocolErrors, s.propagation.samples)
+            return (
+                Array(Set(names)).sorted(), counters, s.protocolErrors, s.tlsHandshakeFailures, s.propagation.samples
+            )
         }
         var metrics = SyncMetrics()
         metrics.connections = connections
@@ -499,6 +559,7 @@ public final class SyncService: Service, Sendable {
         metrics.reconcileBytes = counters.reconcileBytes
         metrics.rejectedFrames = transportStats.snapshot().rejected
         metrics.protocolErrors = protocolErrors
+        metrics.tlsHandshakeFailures = tlsHandshakeFailures
         metrics.propagationSamples = samples.count
         let sorted = samples.sorted()
         metrics.propagationP50Millis = Self.percentile(sorted, 0.50)

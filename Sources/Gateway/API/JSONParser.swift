@@ -1,0 +1,353 @@
+import EventLog
+
+/// Why a body is not JSON: what was wrong and at which byte.
+public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var reason: String
+    /// Byte offset into the document where parsing stopped.
+    public var offset: Int
+
+    public init(reason: String, offset: Int) {
+        self.reason = reason
+        self.offset = offset
+    }
+
+    public var description: String { "\(reason) at byte \(offset)" }
+}
+
+/// Where one member of the top-level object sits in the original bytes, so a same-API forward
+/// can change a field by splicing instead of re-rendering the whole body.
+///
+///     {"model" : "gpt-4o" , "stream":true}
+///      ^start    ^valueStart ^end
+struct JSONMemberSpan: Sendable, Hashable {
+    var key: String
+    /// Offset of the key's opening quote.
+    var start: Int
+    var valueStart: Int
+    /// One past the value's last byte.
+    var end: Int
+}
+
+/// A strict RFC 8259 parser straight from UTF-8 bytes into `JSONValue`.
+///
+/// `JSONDecoder` through `JSONValue`'s `Decodable` conformance tries every scalar type in turn
+/// and pays for a thrown error per miss; on a 300-byte chat body this parser is roughly an order of
+/// magnitude faster (see the report in `docs/`), which matters for the per-request overhead budget.
+///
+/// Semantics, chosen to match `JSONValue.parse` where it matters:
+/// - integers without fraction or exponent become `.int` (or `.uint` above `Int64.max`, `.double`
+///   beyond `UInt64`); any number with `.` or `e` becomes `.double`;
+/// - duplicate object keys: the last one wins;
+/// - strings must be valid UTF-8; an unpaired `\uD800`-style surrogate escape becomes U+FFFD
+///   rather than failing the whole request;
+/// - nesting deeper than `maxDepth` is rejected (the parser recurses).
+public enum JSONParser {
+    public static let defaultMaxDepth = 256
+
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+        try parse(bytes, maxDepth: maxDepth, spans: false).value
+    }
+
+    /// Parses and, when the document is an object, records where each top-level member sits.
+    static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, spans: Bool) throws(JSONParseError) -> (
+        value: JSONValue, members: [JSONMemberSpan]
+    ) {
+        let result: Result<(JSONValue, [JSONMemberSpan]), JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
+            var reader = Reader(buffer, maxDepth: maxDepth, recordSpans: spans)
+            do throws(JSONParseError) {
+                reader.skipWhitespace()
+                let value = try reader.parseValue(depth: 0)
+                reader.skipWhitespace()
+                guard reader.index == buffer.count else { throw reader.error("unexpected data after the JSON value") }
+                return .success((value, reader.members))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private struct Reader {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let maxDepth: Int
+        let recordSpans: Bool
+        var index = 0
+        var members: [JSONMemberSpan] = []
+        /// Reused for strings with escapes.
+        var scratch: [UInt8] = []
+
+        init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, recordSpans: Bool) {
+            self.bytes = bytes
+            self.maxDepth = maxDepth
+            self.recordSpans = recordSpans
+        }
+
+        func error(_ reason: String) -> JSONParseError { JSONParseError(reason: reason, offset: index) }
+
+        @inline(__always) mutating func skipWhitespace() {
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x0A, 0x0D, 0x09: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
+            guard index < bytes.count else { throw error("unexpected end of input") }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+            case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+            case UInt8(ascii: "\""): return .string(try parseString())
+            case UInt8(ascii: "t"):
+                try literal("true")
+                return .bool(true)
+            case UInt8(ascii: "f"):
+                try literal("false")
+                return .bool(false)
+            case UInt8(ascii: "n"):
+                try literal("null")
+                return .null
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+            default: throw error("unexpected character '\(Self.printable(bytes[index]))'")
+            }
+        }
+
+        static func printable(_ byte: UInt8) -> String {
+            (0x21..<0x7F).contains(byte) ? String(UnicodeScalar(byte)) : "\\x" + String(byte, radix: 16)
+        }
+
+        mutating func literal(_ word: StaticString) throws(JSONParseError) {
+            let count = word.utf8CodeUnitCount
+            guard bytes.count - index >= count else { throw error("invalid literal") }
+            let expected = UnsafeBufferPointer(start: word.utf8Start, count: count)
+            for k in 0..<count where bytes[index + k] != expected[k] { throw error("invalid literal") }
+            index += count
+        }
+
+        mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+            let top = depth == 1 && recordSpans
+            index += 1
+            var fields: [String: JSONValue] = [:]
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(fields)
+            }
+            while true {
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                    throw error("expected a string key")
+                }
+                let start = index
+                let key = try parseString()
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                index += 1
+                skipWhitespace()
+                let valueStart = index
+                fields[key] = try parseValue(depth: depth)
+                if top { members.append(JSONMemberSpan(key: key, start: start, valueStart: valueStart, end: index)) }
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unexpected end of input in an object") }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    skipWhitespace()
+                } else if bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    return .object(fields)
+                } else {
+                    throw error("expected ',' or '}'")
+                }
+            }
+        }
+
+        mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+            index += 1
+            var items: [JSONValue] = []
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
+            while true {
+                items.append(try parseValue(depth: depth))
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unexpected end of input in an array") }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    skipWhitespace()
+                } else if bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return .array(items)
+                } else {
+                    throw error("expected ',' or ']'")
+                }
+            }
+        }
+
+        /// At the opening quote; leaves the index after the closing one.
+        mutating func parseString() throws(JSONParseError) -> String {
+            index += 1
+            let start = index
+            var ascii = true
+            // Fast path: no escapes.
+            while index < bytes.count {
+                let b = bytes[index]
+                if b == UInt8(ascii: "\"") {
+                    let s = try makeString(UnsafeBufferPointer(rebasing: bytes[start..<index]), ascii: ascii, at: start)
+                    index += 1
+                    return s
+                }
+                if b == UInt8(ascii: "\\") { break }
+                if b < 0x20 { throw error("unescaped control character in a string") }
+                if b >= 0x80 { ascii = false }
+                index += 1
+            }
+            guard index < bytes.count else { throw error("unterminated string") }
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+            while index < bytes.count {
+                let b = bytes[index]
+                if b == UInt8(ascii: "\"") {
+                    index += 1
+                    let s = try scratch.withUnsafeBufferPointer { (p) throws(JSONParseError) -> String in
+                        try makeString(p, ascii: false, at: start)
+                    }
+                    return s
+                }
+                if b < 0x20 { throw error("unescaped control character in a string") }
+                if b != UInt8(ascii: "\\") {
+                    scratch.append(b)
+                    index += 1
+                    continue
+                }
+                index += 1
+                guard index < bytes.count else { break }
+                let e = bytes[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""): scratch.append(0x22)
+                case UInt8(ascii: "\\"): scratch.append(0x5C)
+                case UInt8(ascii: "/"): scratch.append(0x2F)
+                case UInt8(ascii: "b"): scratch.append(0x08)
+                case UInt8(ascii: "f"): scratch.append(0x0C)
+                case UInt8(ascii: "n"): scratch.append(0x0A)
+                case UInt8(ascii: "r"): scratch.append(0x0D)
+                case UInt8(ascii: "t"): scratch.append(0x09)
+                case UInt8(ascii: "u"): appendScalar(try parseUnicodeEscape())
+                default:
+                    index -= 1
+                    throw error("invalid escape '\\\(Self.printable(e))'")
+                }
+            }
+            throw error("unterminated string")
+        }
+
+        /// After `\u`: one scalar, combining a surrogate pair when one follows.
+        mutating func parseUnicodeEscape() throws(JSONParseError) -> Unicode.Scalar {
+            let high = try hex4()
+            if (0xD800..<0xDC00).contains(high) {
+                if bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                    let save = index
+                    index += 2
+                    let low = try hex4()
+                    if (0xDC00..<0xE000).contains(low) {
+                        return Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))!
+                    }
+                    index = save
+                }
+                return "\u{FFFD}"
+            }
+            return Unicode.Scalar(high) ?? "\u{FFFD}"
+        }
+
+        mutating func hex4() throws(JSONParseError) -> UInt32 {
+            guard bytes.count - index >= 4 else { throw error("truncated \\u escape") }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = bytes[index]
+                let d: UInt8
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+                default: throw error("invalid \\u escape")
+                }
+                v = v << 4 | UInt32(d)
+                index += 1
+            }
+            return v
+        }
+
+        mutating func appendScalar(_ scalar: Unicode.Scalar) {
+            for unit in UTF8.encode(scalar)! { scratch.append(unit) }
+        }
+
+        /// Validating UTF-8 costs about as much as the rest of the parse; pure ASCII needs none.
+        func makeString(_ utf8: UnsafeBufferPointer<UInt8>, ascii: Bool, at offset: Int) throws(JSONParseError)
+            -> String
+        {
+            if ascii { return String(decoding: utf8, as: UTF8.self) }
+            guard let s = String(validating: utf8, as: UTF8.self) else {
+                throw JSONParseError(reason: "invalid UTF-8 in a string", offset: offset)
+            }
+            return s
+        }
+
+        mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+            let start = index
+            var negative = false
+            if bytes[index] == UInt8(ascii: "-") {
+                negative = true
+                index += 1
+            }
+            guard index < bytes.count, Self.isDigit(bytes[index]) else { throw error("invalid number") }
+            var magnitude: UInt64 = 0
+            var overflow = false
+            if bytes[index] == UInt8(ascii: "0") {
+                index += 1
+            } else {
+                while index < bytes.count, Self.isDigit(bytes[index]) {
+                    let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                    let (m2, o2) = m1.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                    overflow = overflow || o1 || o2
+                    magnitude = m2
+                    index += 1
+                }
+            }
+            var integral = true
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+                integral = false
+                index += 1
+                guard index < bytes.count, Self.isDigit(bytes[index]) else { throw error("invalid number") }
+                while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
+            }
+            if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
+                integral = false
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                    index += 1
+                }
+                guard index < bytes.count, Self.isDigit(bytes[index]) else { throw error("invalid number") }
+                while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
+            }
+            if integral && !overflow {
+                if !negative {
+                    return magnitude <= UInt64(Int64.max) ? .int(Int64(magnitude)) : .uint(magnitude)
+                }
+                if magnitude <= UInt64(Int64.max) { return .int(-Int64(magnitude)) }
+                if magnitude == UInt64(Int64.max) + 1 { return .int(Int64.min) }
+            }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            guard let d = Double(text), d.isFinite else {
+                index = start
+                throw error("number out of range")
+            }
+            return .double(d)
+        }
+
+        @inline(__always) static func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
+    }
+}

@@ -1,0 +1,107 @@
+import Crypto
+import EventLog
+import Foundation
+
+extension GatewayEngine {
+    /// Validates a `PUT /admin/config` body and returns the signed event payload to write.
+    ///
+    /// The body is a configuration document, or `{"document","signer_key","signature"}`. The
+    /// document must parse, apply on this node (every `env.NAME` it names resolves), and be
+    /// signed by a key in `admin.trusted_keys`; unsigned documents are signed with this node's
+    /// `admin.signing_key`.
+    func prepareConfigUpdate(_ body: [UInt8]) throws(GatewayError) -> ConfigUpdated {
+        var document = body
+        var signed: ConfigUpdated?
+        if let envelope = try? JSONValue.parse(body), case .object(let fields) = envelope,
+            case .string(let text)? = fields["document"]
+        {
+            guard case .string(let signer)? = fields["signer_key"], case .string(let signature)? = fields["signature"],
+                let signerKey = Data(base64Encoded: signer), let signatureBytes = Data(base64Encoded: signature)
+            else {
+                throw .invalidField(
+                    "signature", "a signed document needs base64 \"signer_key\" and \"signature\" beside \"document\"")
+            }
+            document = Array(text.utf8)
+            signed = ConfigUpdated(
+                document: document, author: "operator", signerKey: Array(signerKey), signature: Array(signatureBytes))
+        }
+        do {
+            _ = try RuntimeConfig.merging(
+                document: document, into: baseConfig, sourceEvent: .init(hlc: .zero, origin: store.nodeID))
+        } catch {
+            throw .invalidField(error.path, "the configuration is invalid: \(error.description)")
+        }
+        let update: ConfigUpdated
+        if let signed {
+            guard ConfigSignature.verify(signed) else {
+                throw GatewayError(
+                    status: 400, type: "invalid_request_error",
+                    message: "the signature does not match the document and signer_key", param: "signature")
+            }
+            update = signed
+        } else {
+            guard let encoded = baseConfig.admin.signingKey?.resolve(), let raw = Data(base64Encoded: encoded),
+                let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
+            else {
+                throw GatewayError(
+                    status: 400, type: "invalid_request_error",
+                    message:
+                        "the document is unsigned and this node has no usable admin.signing_key; sign it with `bifrost-config sign` or configure a signing key",
+                    param: "signature")
+            }
+            guard let signedHere = try? ConfigSignature.sign(document: document, author: nodeName, privateKey: key)
+            else {
+                throw .internalError("cannot sign the document")
+            }
+            update = signedHere
+        }
+        let trusted = Set(baseConfig.admin.trustedKeys.compactMap { Data(base64Encoded: $0).map(Array.init) })
+        guard trusted.contains(update.signerKey) else {
+            throw GatewayError(
+                status: 403, type: "permission_error",
+                message:
+                    "the signer \(Data(update.signerKey).base64EncodedString()) is not in admin.trusted_keys; every node would ignore this update"
+            )
+        }
+        return update
+    }
+
+    /// Validates a `PUT /admin/keys/{key_id}/weight` body.
+    func prepareWeightChange(keyID: String, body: [UInt8]) throws(GatewayError) -> WeightChanged {
+        guard runtime.catalog.keys[keyID] != nil else {
+            throw GatewayError(
+                status: 404, type: "not_found_error", message: "no provider key \"\(keyID)\" in the configuration",
+                param: "key_id")
+        }
+        guard let value = try? JSONValue.parse(body), case .object(let fields) = value else {
+            throw .malformedJSON("expected {\"weight\": number, \"reason\": \"…\"}")
+        }
+        let weight: Double
+        switch fields["weight"] {
+        case .double(let d)?: weight = d
+        case .int(let i)?: weight = Double(i)
+        case .uint(let u)?: weight = Double(u)
+        case nil: throw .missingField("weight")
+        default: throw .invalidField("weight", "expected a number")
+        }
+        guard weight.isFinite, weight >= 0, weight <= 1_000_000 else {
+            throw .invalidField("weight", "expected a number from 0 to 1000000")
+        }
+        var reason = "operator"
+        if case .string(let r)? = fields["reason"] { reason = r }
+        let old = routing.withLock { $0.weights[keyID] } ?? 0
+        return WeightChanged(
+            keyID: keyID, oldWeight: old, newWeight: weight, reason: reason, actor: "operator:\(nodeName)")
+    }
+
+    /// Waits until every live peer acknowledged this node's events through `id`.
+    func waitUntilReplicated(_ id: EventID, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if cluster.liveNodeCount <= 1 { return true }
+            if let acked = cluster.ownEventsAcknowledgedThrough(), acked >= id.hlc { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+}

@@ -1,0 +1,183 @@
+import AsyncHTTPClient
+import EventLog
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+extension GatewayEngine {
+    static let maxResponseBytes = 64 << 20
+
+    /// Sends an upstream answer to the client: whole JSON responses translated as needed, streams
+    /// relayed event by event. Client errors from the provider (4xx other than 401/403/429) go
+    /// back with their status.
+    func deliver(
+        _ response: UpstreamResponse, request: ClientRequest, target: ModelTarget, upstreamAPI: WireAPI,
+        callerRules: [LimitRule], targetRules: [LimitRule], record: inout RequestRecord, sent: ContinuousClock.Instant
+    ) async -> AttemptResult {
+        let api = request.endpoint.api
+        let ok = (200..<300).contains(response.status)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers.append(HTTPField(name: Self.nodeHeader, value: nodeName))
+        for rule in callerRules + targetRules where rule.requestsPerWindow != nil {
+            if let status = limitStatus(rule) {
+                for (name, value) in RateLimitHeaders.headers(status, unit: .requests) {
+                    if let field = HTTPField.Name(name) { headers[field] = value }
+                }
+            }
+            break
+        }
+        if ok && request.stream {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            let mode: StreamRelay.Mode =
+                switch (upstreamAPI, api) {
+                case (.openAI, .openAI): .openAI(clientWantsUsage: request.includeUsage)
+                case (.anthropic, .anthropic): .anthropic
+                case (.anthropic, .openAI): .anthropicToOpenAI(includeUsage: request.includeUsage)
+                case (.openAI, .anthropic): .openAIToAnthropic
+                }
+            var initial = record
+            initial.status = response.status
+            let baseRecord = initial
+            let body = response.body
+            let rules = callerRules + targetRules
+            let provider = target.provider
+            let created = wallClock.nowMillis() / 1000
+            let responseBody = ResponseBody { [self] writer in
+                var streamRecord = baseRecord
+                var relay = StreamRelay(mode: mode, model: target.model, createdSeconds: created)
+                var parser = SSEParser()
+                var outcome = UsageOutcome.success
+                do {
+                    for try await chunk in body {
+                        var out: [UInt8] = []
+                        for event in try parser.feed(chunk.readableBytesView) {
+                            let hadContent = relay.sawContent
+                            out += relay.relay(event)
+                            if !hadContent && relay.sawContent {
+                                metrics.timeToFirstToken(ContinuousClock.now - sent, provider: provider)
+                            }
+                        }
+                        if !out.isEmpty { try await writer.write(ByteBuffer(bytes: out)) }
+                    }
+                    var tail: [UInt8] = []
+                    if let last = parser.finish() { tail += relay.relay(last) }
+                    tail += relay.finish()
+                    if !tail.isEmpty { try await writer.write(ByteBuffer(bytes: tail)) }
+                    try await writer.finish(nil)
+                } catch {
+                    // The client went away (the upstream request is cancelled with the body
+                    // stream), or the provider broke the stream off.
+                    outcome = Task.isCancelled || error is CancellationError ? .cancelled : .upstreamError
+                }
+                streamRecord.usage = relay.usage
+                streamRecord.outcome = outcome
+                streamRecord.upstreamTime += ContinuousClock.now - sent
+                metrics.requestEnded()
+                finish(request, rules: rules, record: streamRecord, started: sent)
+            }
+            record.status = response.status
+            return .response(
+                Response(status: .init(code: response.status), headers: headers, body: responseBody), isStream: true)
+        }
+        let collected: ByteBuffer
+        do {
+            collected = try await response.body.collect(upTo: Self.maxResponseBytes)
+        } catch {
+            record.upstreamTime += ContinuousClock.now - sent
+            record.status = 502
+            record.outcome = .upstreamError
+            let failure = GatewayError.upstreamFailed(
+                status: response.status, detail: "the response body broke off ([\(error)])")
+            return .response(failure.response(api: api), isStream: false)
+        }
+        record.upstreamTime += ContinuousClock.now - sent
+        metrics.upstreamLatency(ContinuousClock.now - sent, provider: target.provider)
+        let bytes = Array(collected.readableBytesView)
+        record.status = response.status
+        guard ok else {
+            record.outcome = .clientError
+            if upstreamAPI == api {
+                return .response(
+                    Response(
+                        status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
+                    isStream: false)
+            }
+            let message =
+                (try? JSONValue(parsing: bytes))?["error"]?["message"]?.stringValue
+                ?? String(decoding: bytes.prefix(200), as: UTF8.self)
+            let error = GatewayError(
+                status: response.status, type: "invalid_request_error",
+                message: "the provider refused the request: \(message)")
+            return .response(error.response(api: api), isStream: false)
+        }
+        if upstreamAPI == api {
+            if let json = try? JSONValue(parsing: bytes) { record.usage = Usage(response: json, api: api) }
+            return .response(
+                Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
+                isStream: false)
+        }
+        guard let json = try? JSONValue(parsing: bytes) else {
+            record.status = 502
+            record.outcome = .upstreamError
+            return .response(
+                GatewayError.upstreamFailed(status: response.status, detail: "the response is not JSON").response(
+                    api: api),
+                isStream: false)
+        }
+        record.usage = Usage(response: json, api: upstreamAPI)
+        let translated =
+            api == .openAI
+            ? Translate.messageToChatCompletion(json, nowSeconds: wallClock.nowMillis() / 1000)
+            : Translate.chatCompletionToMessage(json)
+        return .response(
+            Response(
+                status: .init(code: response.status), headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: translated.renderedBytes()))),
+            isStream: false)
+    }
+
+    static let nodeHeader = HTTPField.Name("x-bifrost-node")!
+
+    /// Metrics, token accounting and the `usage.recorded` event of a finished request.
+    func finish(_ request: ClientRequest, caller: Caller, record: RequestRecord, started: ContinuousClock.Instant) {
+        var rules = caller.virtualKey.map(Self.rules(for:)) ?? []
+        if let target = record.target { rules += self.rules(for: target, runtime: runtime) }
+        finish(request, rules: rules, record: record, started: started)
+    }
+
+    func finish(_ request: ClientRequest, rules: [LimitRule], record: RequestRecord, started: ContinuousClock.Instant) {
+        let total = ContinuousClock.now - started
+        metrics.overhead(max(.zero, total - record.upstreamTime))
+        let target = record.target
+        metrics.requestFinished(
+            provider: target?.provider ?? "none", model: target?.model ?? request.model, key: target?.keyID ?? "none",
+            status: record.status)
+        guard let target else { return }
+        metrics.tokens(
+            input: record.usage.input, output: record.usage.output, provider: target.provider, model: target.model)
+        let now = wallClock.nowMillis()
+        let tokens = UInt64(max(0, record.usage.input + record.usage.output))
+        let tokenRules = rules.filter { $0.tokensPerWindow != nil }
+        if tokens > 0 && !tokenRules.isEmpty {
+            let localID = store.nodeID
+            store.withViews { view in
+                admissions.limiter.withLock {
+                    $0.recordTokens(
+                        rules: tokenRules, tokens: tokens, nowMillis: now,
+                        counts: ViewCounts(view: view, local: localID))
+                }
+            }
+        }
+        let micros = total.components.seconds * 1_000_000 + total.components.attoseconds / 1_000_000_000_000
+        recorder.record(
+            .usageRecorded(
+                UsageRecorded(
+                    requestID: "", keyID: target.keyID, model: target.model, limitKeys: rules.map(\.key),
+                    windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000,
+                    tokensIn: UInt32(clamping: record.usage.input), tokensOut: UInt32(clamping: record.usage.output),
+                    latencyMicros: UInt32(clamping: micros), status: UInt16(clamping: record.status),
+                    outcome: record.outcome)))
+    }
+}

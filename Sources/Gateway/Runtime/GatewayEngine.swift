@@ -1,0 +1,245 @@
+import EventLog
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The request path of a node: authentication, cluster-wide admission, weighted routing over
+/// healthy keys with retries and fallbacks, and the events every request leaves in the log.
+///
+/// Protocol logic lives in pure types (`ClusterLimiter`, `SmoothWeightedRoundRobin`,
+/// `CircuitBreaker`, `RetryPolicy`); this class holds them behind locks and performs their
+/// decisions. It is also a `Service`: it follows the log for configuration and weight changes
+/// and confirms admissions to the limiter once every live peer has them.
+public final class GatewayEngine: Service, Sendable {
+    public let nodeName: String
+    public let baseConfig: BifrostConfig
+    /// The node's configuration file as read, for `GET /admin/config` (redacted there).
+    public let fileDocument: [UInt8]?
+    let store: EventStore
+    let cluster: any GatewayCluster
+    let upstream: UpstreamClient
+    public let recorder: EventRecorder
+    public let metrics: GatewayMetrics
+    let logger: Logger
+    let runtimeState: Mutex<RuntimeConfig>
+    let routing: Mutex<RoutingState>
+    let admissions = Admissions()
+    let rng: Mutex<SplitMix64>
+    let wallClock: any WallClock
+
+    public init(
+        config: BifrostConfig, fileDocument: [UInt8]?, store: EventStore, cluster: any GatewayCluster,
+        upstream: UpstreamClient,
+        metrics: GatewayMetrics, logger: Logger, wallClock: any WallClock = SystemWallClock()
+    ) throws(ConfigError) {
+        nodeName = config.cluster.nodeID
+        baseConfig = config
+        self.fileDocument = fileDocument
+        self.store = store
+        self.cluster = cluster
+        self.upstream = upstream
+        self.metrics = metrics
+        self.logger = logger
+        self.wallClock = wallClock
+        let runtime = try Self.initialRuntime(config: config, store: store, logger: logger)
+        runtimeState = Mutex(runtime)
+        routing = Mutex(
+            RoutingState(runtime: runtime, views: store.viewSnapshot, settings: Self.breakerSettings(config)))
+        rng = Mutex(SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
+        recorder = EventRecorder(store: store, logger: logger) { [admissions, cluster] maxSeq, last in
+            guard maxSeq > 0 else { return }
+            // Alone, the admissions are visible cluster-wide once committed; otherwise once every
+            // live peer acknowledged the batch (the confirmation loop).
+            if cluster.liveNodeCount <= 1 {
+                admissions.limiter.withLock { $0.confirm(through: maxSeq) }
+            } else {
+                admissions.pending.withLock { $0.append(event: last.hlc, seq: maxSeq) }
+            }
+        }
+        for (key, reason) in runtime.unusableKeys.sorted(by: { $0.key < $1.key }) {
+            logger.warning("provider key unusable", metadata: ["key.id": .string(key), "reason": .string(reason)])
+        }
+        if !runtime.virtualKeys.isEnabled {
+            logger.warning("no virtual_keys configured: the API is open to any client that reaches this node")
+        }
+    }
+
+    /// The file config, or the newest trusted `config.updated` already in the log.
+    static func initialRuntime(
+        config: BifrostConfig, store: EventStore, logger: Logger
+    ) throws(ConfigError)
+        -> RuntimeConfig
+    {
+        let base = try RuntimeConfig(config)
+        guard let update = store.viewSnapshot.config else { return base }
+        do {
+            return try RuntimeConfig.merging(document: update.value.document, into: config, sourceEvent: update.event)
+        } catch {
+            logger.error(
+                "the configuration in the log does not apply on this node; using the file config",
+                metadata: ["event.id": .string("\(update.event)"), "error": .string(error.description)])
+            return base
+        }
+    }
+
+    static func breakerSettings(_ config: BifrostConfig) -> CircuitBreaker.Settings {
+        var s = CircuitBreaker.Settings()
+        s.openDuration = config.cluster.failover.recoveryTimeout
+        return s
+    }
+
+    public var runtime: RuntimeConfig { runtimeState.withLock { $0 } }
+
+    public func run() async throws {
+        let feed = store.committedEvents()
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await batch in feed.cancelOnGracefulShutdown() {
+                    let relevant = batch.contains {
+                        switch $0.event.payload {
+                        case .configUpdated, .weightChanged: true
+                        default: false
+                        }
+                    }
+                    if relevant { self.refreshFromViews() }
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: .milliseconds(2))
+                    self.confirmAcknowledged()
+                }
+            }
+            group.addTask { try? await self.recorder.run() }
+        }
+    }
+
+    /// Applies the newest configuration and weights from the views.
+    func refreshFromViews() {
+        let view = store.viewSnapshot
+        var runtime = self.runtime
+        if let update = view.config, update.event != runtime.sourceEvent {
+            do {
+                runtime = try RuntimeConfig.merging(
+                    document: update.value.document, into: baseConfig, sourceEvent: update.event)
+                runtimeState.withLock { $0 = runtime }
+                logger.info("configuration applied", metadata: ["event.id": .string("\(update.event)")])
+            } catch {
+                metrics.configRejected()
+                logger.error(
+                    "a configuration update from the log does not apply on this node; keeping the previous one",
+                    metadata: ["event.id": .string("\(update.event)"), "error": .string(error.description)])
+            }
+        }
+        routing.withLock { $0.refresh(runtime: runtime, views: view) }
+    }
+
+    func confirmAcknowledged() {
+        guard !admissions.pending.withLock({ $0.isEmpty }) else { return }
+        let acknowledged: HLCTimestamp?
+        if cluster.liveNodeCount <= 1 {
+            acknowledged = .max
+        } else {
+            acknowledged = cluster.ownEventsAcknowledgedThrough()
+        }
+        guard let acknowledged, let seq = admissions.pending.withLock({ $0.confirm(through: acknowledged) }) else {
+            return
+        }
+        admissions.limiter.withLock { $0.confirm(through: seq) }
+    }
+
+    // MARK: Limits
+
+    /// The limit rules of a virtual key.
+    static func rules(for key: VirtualKeyTable.Entry) -> [LimitRule] {
+        rules(prefix: "vk:\(key.name)", key.limits)
+    }
+
+    static func rules(prefix: String, _ limits: BifrostConfig.Limits) -> [LimitRule] {
+        guard !limits.isEmpty else { return [] }
+        return [
+            LimitRule(
+                key: prefix, requestsPerWindow: limits.rpm.map(UInt64.init),
+                tokensPerWindow: limits.tpm.map(UInt64.init), windowMillis: 60_000,
+                mode: limits.window == .sliding ? .sliding : .fixed)
+        ]
+    }
+
+    /// Rules charged when `target` serves a request: its key's limits and its provider/model's.
+    func rules(for target: ModelTarget, runtime: RuntimeConfig) -> [LimitRule] {
+        var rules: [LimitRule] = []
+        if let key = runtime.catalog.keys[target.keyID]?.key { rules += Self.rules(prefix: "pk:\(key.id)", key.limits) }
+        if let limits = runtime.catalog.providers[target.provider]?.modelLimits[target.model] {
+            rules += Self.rules(prefix: "pm:\(target.provider)/\(target.model)", limits)
+        }
+        return rules
+    }
+
+    /// Admits one request against `rules` cluster-wide, recording the admission.
+    func admit(_ rules: [LimitRule]) -> AdmissionDecision {
+        let now = wallClock.nowMillis()
+        let live = max(1, cluster.liveNodeCount)
+        let localID = store.nodeID
+        let decision = store.withViews { view in
+            admissions.limiter.withLock {
+                $0.admit(rules: rules, nowMillis: now, liveNodes: live, counts: ViewCounts(view: view, local: localID))
+            }
+        }
+        if case .admitted(let seq, let windows) = decision {
+            var byWindow: [UInt64: [String]] = [:]
+            for w in windows { byWindow[w.windowStart, default: []].append(w.key) }
+            for (start, keys) in byWindow {
+                recorder.recordAdmission(keys: keys, windowStartMillis: start, windowMillis: 60_000, seq: seq)
+            }
+        }
+        return decision
+    }
+
+    /// The `x-ratelimit-*` figures of a rule right now.
+    func limitStatus(_ rule: LimitRule) -> LimitStatus? {
+        let now = wallClock.nowMillis()
+        let live = max(1, cluster.liveNodeCount)
+        let localID = store.nodeID
+        return store.withViews { view in
+            admissions.limiter.withLock {
+                $0.status(rule: rule, nowMillis: now, liveNodes: live, counts: ViewCounts(view: view, local: localID))
+            }
+        }
+    }
+}
+
+/// Peer and own counts from the views, for the limiter.
+struct ViewCounts: PeerCounts {
+    let view: ViewState
+    let local: NodeID
+
+    func counts(_ key: String, windowStart: UInt64, windowMillis: UInt64, tokens: Bool) -> OriginCounts? {
+        let counter = CounterKey(limitKey: key, windowMillis: UInt32(windowMillis), windowStartMillis: windowStart)
+        return tokens ? view.tokenCounters[counter] : view.limitCounters[counter]
+    }
+
+    func peerRequests(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64 {
+        guard let c = counts(key, windowStart: windowStart, windowMillis: windowMillis, tokens: false) else { return 0 }
+        return c.total - c.count(for: local)
+    }
+
+    func ownRequests(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64 {
+        counts(key, windowStart: windowStart, windowMillis: windowMillis, tokens: false)?.count(for: local) ?? 0
+    }
+
+    func peerTokens(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64 {
+        guard let c = counts(key, windowStart: windowStart, windowMillis: windowMillis, tokens: true) else { return 0 }
+        return c.total - c.count(for: local)
+    }
+
+    func ownTokens(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64 {
+        counts(key, windowStart: windowStart, windowMillis: windowMillis, tokens: true)?.count(for: local) ?? 0
+    }
+}
+
+/// The limiter and the admissions awaiting confirmation, shared with the event recorder.
+final class Admissions: Sendable {
+    let limiter = Mutex(ClusterLimiter())
+    let pending = Mutex(PendingConfirmations())
+}

@@ -1,0 +1,65 @@
+import EventLog
+
+/// Routing state of a node: effective key weights, one smooth weighted rotation per model
+/// route, and one circuit breaker per provider key.
+struct RoutingState {
+    /// Key id → weight in force: a `weight.changed` newer than the configuration, or the
+    /// configured weight.
+    private(set) var weights: [String: Double] = [:]
+    private var rotations: [String: SmoothWeightedRoundRobin] = [:]
+    private(set) var breakers: [String: CircuitBreaker] = [:]
+    let settings: CircuitBreaker.Settings
+
+    init(runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings) {
+        self.settings = settings
+        refresh(runtime: runtime, views: views)
+    }
+
+    mutating func refresh(runtime: RuntimeConfig, views: ViewState) {
+        var weights: [String: Double] = [:]
+        for (id, entry) in runtime.catalog.keys {
+            weights[id] = entry.key.weight
+            if let changed = views.weights[id], runtime.sourceEvent.map({ changed.event > $0 }) ?? true {
+                weights[id] = changed.value.newWeight
+            }
+        }
+        self.weights = weights
+        for name in rotations.keys {
+            rotations[name]!.setWeights(weights)
+        }
+    }
+
+    /// The next key for a route among `targets`, skipping `excluded` keys and keys whose breaker
+    /// refuses; nil when none is left.
+    mutating func pick(
+        route: String, targets: [ModelTarget], excluded: Set<String>, nowMillis: UInt64
+    )
+        -> ModelTarget?
+    {
+        if rotations[route] == nil {
+            var rotation = SmoothWeightedRoundRobin()
+            rotation.setWeights(weights)
+            rotations[route] = rotation
+        }
+        var excluded = excluded
+        while true {
+            var eligible: [String] = []
+            for target in targets where !excluded.contains(target.keyID) {
+                if breakers[target.keyID]?.canAttempt(nowMillis: nowMillis) ?? true { eligible.append(target.keyID) }
+            }
+            guard let id = rotations[route]!.next(among: eligible) else { return nil }
+            if breakers[id, default: CircuitBreaker(settings: settings)].allowRequest(nowMillis: nowMillis) {
+                return targets.first { $0.keyID == id }
+            }
+            excluded.insert(id)
+        }
+    }
+
+    /// Records an attempt's outcome; returns the breaker's state name after it.
+    mutating func record(key: String, success: Bool, nowMillis: UInt64) -> String {
+        breakers[key, default: CircuitBreaker(settings: settings)].record(success: success, nowMillis: nowMillis)
+        return breakers[key]!.state.name
+    }
+
+    func breakerState(_ key: String) -> String { breakers[key]?.state.name ?? "closed" }
+}

@@ -1,0 +1,117 @@
+"""Fixtures for the SDK tests: a real mock provider and a real bifrost node on loopback."""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+BIN = os.environ.get("BIFROST_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception as e:  # noqa: BLE001 - keep polling until the deadline
+            last = e
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s: {last}")
+
+
+class Process:
+    def __init__(self, args, env=None, log=None):
+        self.log = log or tempfile.NamedTemporaryFile(prefix="bifrost-sdk-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="session")
+def mock():
+    port = free_port()
+    p = Process([os.path.join(BIN, "bifrost-mock-provider"), "--port", str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        p.stop()
+
+
+VIRTUAL_KEYS = {"team-a": "sk-team-a-0123456789", "team-small": "sk-team-small-0123456789"}
+
+
+def node_config(mock_url: str, port: int, gossip_port: int) -> dict:
+    return {
+        "providers": {
+            "openai": {
+                "type": "openai",
+                "base_url": f"{mock_url}/v1",
+                "keys": [
+                    {"name": "gpt-key-1", "value": "env.SDK_OPENAI_KEY",
+                     "models": ["gpt-4o-mini", "text-embedding-3-small"], "weight": 0.8},
+                    {"name": "gpt-key-2", "value": "sk-literal-key-2",
+                     "models": ["gpt-4o-mini"], "weight": 0.2},
+                ],
+            },
+            "anthropic": {
+                "type": "anthropic",
+                "base_url": mock_url,
+                "keys": [{"name": "claude-key-1", "value": "env.SDK_ANTHROPIC_KEY",
+                          "models": ["claude-3-5-haiku-latest"], "weight": 1}],
+            },
+        },
+        "virtual_keys": [
+            {"name": "team-a", "value": VIRTUAL_KEYS["team-a"], "models": ["*"], "limits": {"rpm": 10000}},
+            {"name": "team-small", "value": VIRTUAL_KEYS["team-small"], "models": ["gpt-4o-mini"],
+             "limits": {"rpm": 3}},
+        ],
+        "gateway": {"max_request_bytes": 65536},
+        "cluster": {"enabled": False, "node_id": "sdk-node", "bind_address": f"127.0.0.1:{port}",
+                    "gossip": {"port": gossip_port}},
+    }
+
+
+@pytest.fixture(scope="session")
+def node(mock, tmp_path_factory):
+    port, gossip_port = free_port(), free_port()
+    directory = tmp_path_factory.mktemp("node")
+    config = directory / "bifrost.json"
+    config.write_text(json.dumps(node_config(mock, port, gossip_port)))
+    env = dict(os.environ, SDK_OPENAI_KEY="sk-upstream-openai-1", SDK_ANTHROPIC_KEY="sk-upstream-anthropic-1")
+    p = Process([os.path.join(BIN, "bifrost"), "serve", "--config", str(config), "--data", str(directory / "data")],
+                env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    except Exception:
+        print(p.output())
+        raise
+    finally:
+        p.stop()

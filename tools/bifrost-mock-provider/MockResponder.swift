@@ -1,0 +1,363 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// The provider paths the mock serves, each with its method, its provider and its name in the stats.
+enum Endpoint: Sendable, Equatable {
+    case chatCompletions
+    case embeddings
+    case models
+    case model(String)
+    case messages
+
+    init?(path: String) {
+        switch path {
+        case "/v1/chat/completions": self = .chatCompletions
+        case "/v1/embeddings": self = .embeddings
+        case "/v1/models": self = .models
+        case "/v1/messages": self = .messages
+        default:
+            let prefix = "/v1/models/"
+            guard path.hasPrefix(prefix), path.utf8.count > prefix.utf8.count else { return nil }
+            self = .model(String(path.dropFirst(prefix.count)))
+        }
+    }
+
+    var statsPath: String {
+        switch self {
+        case .chatCompletions: "/v1/chat/completions"
+        case .embeddings: "/v1/embeddings"
+        case .models: "/v1/models"
+        case .model: "/v1/models/{model}"
+        case .messages: "/v1/messages"
+        }
+    }
+
+    var method: HTTPRequest.Method {
+        switch self {
+        case .models, .model: .get
+        case .chatCompletions, .embeddings, .messages: .post
+        }
+    }
+
+    var flavor: Flavor { self == .messages ? .anthropic : .openAI }
+}
+
+/// A server-sent-event stream (WHATWG HTML §9.2), cut where the mock pauses: `head` goes out
+/// after the latency, each of `pieces` `--stream-chunk-ms` after the one before, and `tail`
+/// right after the last piece.
+struct EventStream: Sendable {
+    var head: ByteBuffer
+    var pieces: [ByteBuffer]
+    var tail: ByteBuffer
+
+    func responseBody(interval: Duration) -> ResponseBody {
+        guard interval > .zero, pieces.count > 1 else {
+            var all = head
+            for piece in pieces { all.writeImmutableBuffer(piece) }
+            all.writeImmutableBuffer(tail)
+            return ResponseBody(byteBuffer: all)
+        }
+        return ResponseBody { [self] writer in
+            var first = head
+            first.writeImmutableBuffer(pieces[0])
+            try await writer.write(first)
+            for piece in pieces.dropFirst() {
+                try await Task.sleep(for: interval)
+                try await writer.write(piece)
+            }
+            try await writer.write(tail)
+            try await writer.finish(nil)
+        }
+    }
+}
+
+/// A successful answer of an endpoint, before the shell adds headers and latency.
+struct Reply: Sendable {
+    enum Body: Sendable {
+        case json(ByteBuffer)
+        case events(EventStream)
+    }
+
+    var body: Body
+    /// The requested model, for the stats.
+    var model: String?
+}
+
+/// The shell around `MockState`: reads requests, asks the state for verdicts under one lock,
+/// sleeps the latency, and renders responses. Everything per request is a few small buffers.
+final class MockProvider: Sendable {
+    /// Request bodies above this get 413.
+    static let bodyBytesMax = 8 << 20
+
+    let settings: MockSettings
+    let logger: Logger
+    private let state: Mutex<MockState>
+    private let sequence = Atomic<UInt64>(0)
+    private let nowSeconds: @Sendable () -> Int64
+
+    init(
+        settings: MockSettings, logger: Logger,
+        nowSeconds: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.settings = settings
+        self.logger = logger
+        self.state = Mutex(MockState(settings: settings))
+        self.nowSeconds = nowSeconds
+    }
+
+    // MARK: Provider paths
+
+    func respond(to request: Request, endpoint: Endpoint) async -> Response {
+        let flavor = endpoint.flavor
+        let key = Self.apiKey(request.headers, flavor)
+        let keySuffix = Self.suffix(of: key)
+        let now = nowSeconds()
+        let id = sequence.add(1, ordering: .relaxed).newValue
+        var rateLimit: RateLimitStatus?
+        let outcome: Result<Reply, MockError>
+
+        if let forced = request.headers[HeaderName.mockStatus].flatMap(Int.init), (400...599).contains(forced) {
+            if forced == 429 { rateLimit = state.withLock { $0.forcedRateLimit(nowSeconds: now) } }
+            outcome = .failure(.forced(forced))
+        } else if request.method != endpoint.method {
+            outcome = .failure(
+                MockError(status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path)."))
+        } else if let key {
+            if key.hasPrefix("bad-") {
+                outcome = .failure(.invalidKey(flavor, suffix: keySuffix))
+            } else {
+                let admission = state.withLock { $0.onRequest(nowSeconds: now) }
+                rateLimit = admission.rateLimit
+                switch admission.verdict {
+                case .rateLimited: outcome = .failure(.rateLimited(admission.rateLimit!))
+                case .injectedError: outcome = .failure(.injected(flavor))
+                case .proceed: outcome = await handle(request, endpoint, id: id, now: now)
+                }
+            }
+        } else {
+            outcome = .failure(.missingKey(flavor))
+        }
+
+        let latency =
+            request.headers[HeaderName.mockLatencyMs].flatMap(Int.init).map { Duration.milliseconds($0) }
+            ?? settings.latency
+        if latency > .zero {
+            try? await Task.sleep(for: latency)
+        }
+
+        var headers = HTTPFields()
+        headers.reserveCapacity(8)
+        let status: Int
+        let body: ResponseBody
+        var model: String?
+        switch outcome {
+        case .success(let reply):
+            status = 200
+            model = reply.model
+            switch reply.body {
+            case .json(let buffer):
+                headers[.contentType] = "application/json"
+                body = ResponseBody(byteBuffer: buffer)
+            case .events(let stream):
+                headers[.contentType] = "text/event-stream"
+                headers[.cacheControl] = "no-cache"
+                body = stream.responseBody(interval: settings.streamChunkInterval)
+            }
+        case .failure(let error):
+            status = error.status
+            model = nil
+            headers[.contentType] = "application/json"
+            body = ResponseBody(byteBuffer: error.body(flavor))
+        }
+        headers[flavor == .openAI ? HeaderName.openAIRequestID : HeaderName.anthropicRequestID] = "req_mock\(id)"
+        if let rateLimit { Self.addRateLimitHeaders(rateLimit, status: status, flavor: flavor, to: &headers) }
+
+        state.withLock { $0.onResponse(path: endpoint.statsPath, status: status, keySuffix: keySuffix, model: model) }
+        logger.debug(
+            "request",
+            metadata: [
+                "http.path": "\(request.uri.path)", "http.status": "\(status)", "key.suffix": "\(keySuffix)",
+            ])
+        return Response(status: .init(code: status), headers: headers, body: body)
+    }
+
+    /// Reads and decodes the body, then lets the endpoint answer.
+    private func handle(_ request: Request, _ endpoint: Endpoint, id: UInt64, now: Int64) async -> Result<
+        Reply, MockError
+    > {
+        let flavor = endpoint.flavor
+        if case .models = endpoint { return .success(Reply(body: .json(OpenAIAPI.modelList))) }
+        if case .model(let name) = endpoint { return Result { () throws(MockError) in try OpenAIAPI.model(name) } }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.bodyBytesMax)
+        } catch {
+            return .failure(
+                MockError(status: 413, message: "Request body is larger than \(Self.bodyBytesMax) bytes."))
+        }
+        return Result { () throws(MockError) in
+            switch endpoint {
+            case .chatCompletions:
+                try OpenAIAPI.chatCompletion(decode(OpenAIAPI.ChatRequest.self, body, flavor), id: id, created: now)
+            case .embeddings:
+                try OpenAIAPI.embeddings(decode(OpenAIAPI.EmbeddingsRequest.self, body, flavor))
+            case .messages:
+                try AnthropicAPI.message(decode(AnthropicAPI.MessagesRequest.self, body, flavor), id: id)
+            case .models, .model:
+                preconditionFailure("\(endpoint) has no body and is answered above")
+            }
+        }
+    }
+
+    private static let decoder = JSONDecoder()
+
+    /// Decodes a request body; malformed JSON and wrong field types are 400s naming the field.
+    private func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer, _ flavor: Flavor) throws(MockError) -> T {
+        do {
+            return try Self.decoder.decode(type, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            switch error {
+            case .keyNotFound(let key, let context):
+                throw .missing(Self.fieldPath(context.codingPath + [key]), flavor)
+            case .typeMismatch(let expected, let context) where !context.codingPath.isEmpty:
+                throw .invalid(Self.fieldPath(context.codingPath), "expected \(expected).", flavor)
+            case .valueNotFound(_, let context) where !context.codingPath.isEmpty:
+                throw .invalid(Self.fieldPath(context.codingPath), "must not be null.", flavor)
+            case .dataCorrupted(let context) where !context.codingPath.isEmpty:
+                throw .invalid(Self.fieldPath(context.codingPath), context.debugDescription, flavor)
+            default:
+                throw .malformedJSON(flavor)
+            }
+        } catch {
+            throw .malformedJSON(flavor)
+        }
+    }
+
+    /// `messages[0].content` from a coding path.
+    private static func fieldPath(_ path: [any CodingKey]) -> String {
+        var text = ""
+        for key in path {
+            if let index = key.intValue {
+                text += "[\(index)]"
+            } else {
+                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            }
+        }
+        return text
+    }
+
+    /// The key from `Authorization: Bearer <key>` (OpenAI) or `x-api-key` (Anthropic); `nil`
+    /// when absent or empty.
+    static func apiKey(_ headers: HTTPFields, _ flavor: Flavor) -> String? {
+        switch flavor {
+        case .openAI:
+            guard let value = headers[.authorization] else { return nil }
+            let scheme = "bearer "
+            guard value.utf8.count > scheme.utf8.count, value.prefix(scheme.count).lowercased() == scheme else {
+                return nil
+            }
+            let key = value.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
+            return key.isEmpty ? nil : key
+        case .anthropic:
+            guard let key = headers[HeaderName.apiKey], !key.isEmpty else { return nil }
+            return key
+        }
+    }
+
+    /// The stats' name for a key: its last 4 characters, `<short>` for keys of 4 or fewer (which
+    /// would otherwise appear whole), `<none>` without a key.
+    static func suffix(of key: String?) -> String {
+        guard let key else { return "<none>" }
+        guard key.utf8.count > 4 else { return "<short>" }
+        return String(key.suffix(4))
+    }
+
+    /// `x-ratelimit-{limit,remaining,reset}-requests` as OpenAI sends them, Anthropic's
+    /// `anthropic-ratelimit-requests-*` on its path, and `retry-after` on 429.
+    private static func addRateLimitHeaders(
+        _ limit: RateLimitStatus, status: Int, flavor: Flavor, to headers: inout HTTPFields
+    ) {
+        if let total = limit.limit { headers[HeaderName.rateLimitLimit] = String(total) }
+        headers[HeaderName.rateLimitRemaining] = String(limit.remaining)
+        headers[HeaderName.rateLimitReset] = "\(limit.resetAfterSeconds)s"
+        if flavor == .anthropic {
+            if let total = limit.limit { headers[HeaderName.anthropicLimit] = String(total) }
+            headers[HeaderName.anthropicRemaining] = String(limit.remaining)
+            headers[HeaderName.anthropicReset] = Date(timeIntervalSince1970: Double(limit.resetAtSeconds))
+                .formatted(.iso8601)
+        }
+        if status == 429 { headers[HeaderName.retryAfter] = String(limit.resetAfterSeconds) }
+    }
+
+    // MARK: Mock paths
+
+    /// Counts a request to a path the mock does not serve (a 404), so tests see misrouted calls.
+    func recordUnknown(path: String, status: Int, headers: HTTPFields) {
+        let keySuffix = Self.suffix(of: Self.apiKey(headers, .openAI) ?? Self.apiKey(headers, .anthropic))
+        state.withLock { $0.onResponse(path: path, status: status, keySuffix: keySuffix, model: nil) }
+    }
+
+    func statsResponse() -> Response {
+        let body = state.withLock { $0.stats }.json()
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
+    }
+
+    func resetStats() -> Response {
+        state.withLock { $0.onReset() }
+        return Self.okResponse
+    }
+
+    static var okResponse: Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: okBody))
+    }
+
+    private static let okBody = ByteBuffer(string: #"{"status":"ok"}"#)
+}
+
+/// Header names the mock reads or writes beyond the standard ones.
+enum HeaderName {
+    /// `HTTPField.Name`, reached through the `HTTPFields` Hummingbird re-exports.
+    typealias Name = HTTPFields.Element.Name
+
+    static let mockStatus = Name("x-mock-status")!
+    static let mockLatencyMs = Name("x-mock-latency-ms")!
+    static let apiKey = Name("x-api-key")!
+    static let openAIRequestID = Name("x-request-id")!
+    static let anthropicRequestID = Name("request-id")!
+    static let retryAfter = Name("retry-after")!
+    static let rateLimitLimit = Name("x-ratelimit-limit-requests")!
+    static let rateLimitRemaining = Name("x-ratelimit-remaining-requests")!
+    static let rateLimitReset = Name("x-ratelimit-reset-requests")!
+    static let anthropicLimit = Name("anthropic-ratelimit-requests-limit")!
+    static let anthropicRemaining = Name("anthropic-ratelimit-requests-remaining")!
+    static let anthropicReset = Name("anthropic-ratelimit-requests-reset")!
+}
+
+/// Routes by exact path: the provider paths go through `MockProvider`, the rest are the mock's own.
+struct MockResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let provider: MockProvider
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        if let endpoint = Endpoint(path: path) {
+            return await provider.respond(to: request, endpoint: endpoint)
+        }
+        switch (request.method, path) {
+        case (.get, "/health"): return MockProvider.okResponse
+        case (.get, "/mock/stats"): return provider.statsResponse()
+        case (.post, "/mock/reset"): return provider.resetStats()
+        default:
+            let flavor: Flavor = path.hasPrefix("/v1/messages") ? .anthropic : .openAI
+            let error = MockError(status: 404, message: "Invalid URL (\(request.method) \(path))")
+            provider.recordUnknown(path: path, status: 404, headers: request.headers)
+            return Response(
+                status: .notFound, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: error.body(flavor)))
+        }
+    }
+}
