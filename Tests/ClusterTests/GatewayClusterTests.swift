@@ -82,7 +82,7 @@ import Testing
 
     /// Sums the `vk:team-a` request counts of the newest window in `bifrost-replay --view limits`.
     static func requests(in replay: [String: Any], key: String) -> Int {
-        guard let limits = replay["limits"] as? [[String: Any]] else { return -1 }
+        guard let limits = (replay["views"] as? [String: Any])?["limits"] as? [[String: Any]] else { return -1 }
         let rows = limits.filter { $0["key"] as? String == key }
         guard
             let newest = rows.max(by: {
