@@ -51,7 +51,7 @@ test-swift: build-tests
 test-sdk: build-tests venv
 	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/sdk
 
-## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948); Ctrl-C stops it.
+## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948) behind the mock provider (18080); Ctrl-C stops it.
 run: build
 	BIN=$(DEBUG_DIR) STATE_DIR=$(STATE_DIR) tools/scripts/local-cluster.sh
 

@@ -29,11 +29,25 @@ public enum Redaction {
             return .array(items.map { redact($0, secret: secret) })
         case .object(let fields):
             var out: [String: JSONValue] = [:]
-            for (k, v) in fields { out[k] = redact(v, secret: secret || secretFields.contains(k.lowercased())) }
+            for (k, v) in fields {
+                // `keys` of `encryption` lists secrets; `keys` of a provider lists objects whose
+                // own secret fields (`value`) are redacted one by one.
+                let listsObjects =
+                    v.arrayValueForRedaction?.allSatisfy { if case .object = $0 { true } else { false } } ?? false
+                let fieldIsSecret = secretFields.contains(k.lowercased()) && !(k == "keys" && listsObjects)
+                out[k] = redact(v, secret: secret || fieldIsSecret)
+            }
             return .object(out)
         default:
             return value
         }
+    }
+}
+
+extension JSONValue {
+    fileprivate var arrayValueForRedaction: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
     }
 }
 
