@@ -43,17 +43,18 @@ final class Node: Sendable {
             throw ExitCode(2)
         }
         metrics = NodeMetrics()
+        // Before the upstream client, which must be shut down once made: a bad cluster key or
+        // TLS file ends init with its configuration error.
+        let keyring = try config.cluster.enabled ? Self.keyring(config, logger: logger) : nil
+        let tls = try config.cluster.enabled ? Self.clusterTLS(config, logger: logger) : nil
         upstream = UpstreamClient()
         guard config.cluster.enabled else {
             gossip = nil
             sync = nil
-            engine = try GatewayEngine(
-                config: config, fileDocument: fileDocument, store: store, cluster: SingleNodeCluster(),
-                upstream: upstream, metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
+            engine = try Self.engine(
+                config, fileDocument, store, SingleNodeCluster(), upstream, metrics: metrics, logger: logger)
             return
         }
-        let keyring = try Self.keyring(config, logger: logger)
-        let tls = try Self.clusterTLS(config, logger: logger)
         let cluster = config.cluster
         let advertiseHost = Self.advertiseHost(cluster.bindAddress.host)
         let gossipAddress = HostPort(host: advertiseHost, port: cluster.gossip.port)
@@ -83,10 +84,25 @@ final class Node: Sendable {
             store: store, localNode: nodeID, host: cluster.bindAddress.host, port: cluster.gossip.port,
             keyring: keyring, tls: tls, faults: faults, logger: logger)
         self.sync = sync
-        engine = try GatewayEngine(
-            config: config, fileDocument: fileDocument, store: store,
-            cluster: NodeCluster(gossip: gossip!, sync: sync, localName: nodeID), upstream: upstream,
-            metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
+        engine = try Self.engine(
+            config, fileDocument, store, NodeCluster(gossip: gossip!, sync: sync, localName: nodeID), upstream,
+            metrics: metrics, logger: logger)
+    }
+
+    /// The gateway; when its configuration is refused, the upstream pool is closed before the
+    /// error ends the start.
+    static func engine(
+        _ config: BifrostConfig, _ fileDocument: [UInt8]?, _ store: EventStore, _ cluster: some GatewayCluster,
+        _ upstream: UpstreamClient, metrics: NodeMetrics, logger: Logger
+    ) throws -> GatewayEngine {
+        do {
+            return try GatewayEngine(
+                config: config, fileDocument: fileDocument, store: store, cluster: cluster, upstream: upstream,
+                metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
+        } catch {
+            try? upstream.http.syncShutdown()
+            throw error
+        }
     }
 
     /// Loads `cluster.tls` (nil when absent); a file that cannot be used refuses the start.

@@ -11,5 +11,5 @@ struct Bench: AsyncParsableCommand {
             Each benchmark prints a human summary, or one JSON object with --json (what `make bench`
             collects into docs/BENCHMARKS.md). Build with -c release before trusting the numbers.
             """,
-        subcommands: [EventLogBench.self, ReplicationBench.self, Populate.self, AppendLoop.self])
+        subcommands: [EventLogBench.self, ReplicationBench.self, GatewayBench.self, Populate.self, AppendLoop.self])
 }

@@ -244,6 +244,8 @@ final class LocalCluster: @unchecked Sendable {
         p.waitUntilExit()
     }
 
+    func pid(_ i: Int) -> Int32? { processes[i].map(\.processIdentifier) }
+
     func kill9(_ i: Int) {
         guard let p = processes[i], p.isRunning else { return }
         kill(p.processIdentifier, SIGKILL)

@@ -103,7 +103,8 @@ extension GatewayError {
 
     /// No virtual key, or one the gateway does not know.
     public static func unauthorized(
-        _ detail: String = "Missing or unknown virtual key. Pass it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+        _ detail: String =
+            "Missing or unknown virtual key. Pass it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
     ) -> GatewayError {
         GatewayError(status: 401, type: "authentication_error", message: detail, code: "invalid_api_key")
     }
@@ -136,7 +137,10 @@ extension GatewayError {
     public static func rateLimited(
         scope: String, retryAfter: Duration, requests: RateLimitState? = nil, tokens: RateLimitState? = nil
     ) -> GatewayError {
-        let seconds = max(1, Int((Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18).rounded(.up)))
+        let seconds = max(
+            1,
+            Int((Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18).rounded(.up))
+        )
         var headers: [(name: String, value: String)] = [("retry-after", String(seconds))]
         for (kind, state) in [("requests", requests), ("tokens", tokens)] {
             guard let state else { continue }

@@ -31,8 +31,8 @@ struct JSONMemberSpan: Sendable, Hashable {
 /// A strict RFC 8259 parser straight from UTF-8 bytes into `JSONValue`.
 ///
 /// `JSONDecoder` through `JSONValue`'s `Decodable` conformance tries every scalar type in turn
-/// and pays for a thrown error per miss; on a 300-byte chat body this parser is roughly an order of
-/// magnitude faster (see the report in `docs/`), which matters for the per-request overhead budget.
+/// and pays for a thrown error per miss: on a 300-byte chat body it took 41 µs against 2.7 µs
+/// here (release build, 2-core x86_64 VM), and the gateway's overhead budget is 50 µs a request.
 ///
 /// Semantics, chosen to match `JSONValue.parse` where it matters:
 /// - integers without fraction or exponent become `.int` (or `.uint` above `Int64.max`, `.double`
@@ -49,7 +49,9 @@ public enum JSONParser {
     }
 
     /// Parses and, when the document is an object, records where each top-level member sits.
-    static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, spans: Bool) throws(JSONParseError) -> (
+    static func parse(
+        _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, spans: Bool
+    ) throws(JSONParseError) -> (
         value: JSONValue, members: [JSONMemberSpan]
     ) {
         let result: Result<(JSONValue, [JSONMemberSpan]), JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
@@ -286,7 +288,9 @@ public enum JSONParser {
         }
 
         /// Validating UTF-8 costs about as much as the rest of the parse; pure ASCII needs none.
-        func makeString(_ utf8: UnsafeBufferPointer<UInt8>, ascii: Bool, at offset: Int) throws(JSONParseError)
+        func makeString(
+            _ utf8: UnsafeBufferPointer<UInt8>, ascii: Bool, at offset: Int
+        ) throws(JSONParseError)
             -> String
         {
             if ascii { return String(decoding: utf8, as: UTF8.self) }

@@ -45,8 +45,20 @@ public struct StreamRelay: Sendable {
         finished = true
         switch mode {
         case .openAI, .anthropic: return []
-        case .anthropicToOpenAI(let includeUsage): return openAIEnd(includeUsage: includeUsage)
-        case .openAIToAnthropic: return anthropicStart() + anthropicEnd()
+        case .anthropicToOpenAI(let includeUsage):
+            // An upstream that closed without its end marker: say so rather than end cleanly.
+            guard finishReason != nil else {
+                let error = GatewayError(
+                    status: 502, type: "upstream_error", message: "the provider ended the stream early")
+                return SSEEvent(data: error.openAIJSON.rendered()).bytes
+            }
+            return openAIEnd(includeUsage: includeUsage)
+        case .openAIToAnthropic:
+            guard finishReason != nil else {
+                let error = GatewayError(status: 502, type: "api_error", message: "the provider ended the stream early")
+                return anthropicStart() + SSEEvent(event: "error", data: error.anthropicJSON.rendered()).bytes
+            }
+            return anthropicStart() + anthropicEnd()
         }
     }
 
@@ -57,7 +69,7 @@ public struct StreamRelay: Sendable {
             finished = true
             return event.bytes
         }
-        if !sawContent, Self.hasText(event.data, field: "\"content\":\"") { sawContent = true }
+        if !sawContent, Self.hasText(event.data) { sawContent = true }
         guard event.data.contains("\"usage\""), var chunk = try? JSONValue(parsing: Array(event.data.utf8)),
             let u = chunk["usage"], !u.isNull
         else { return event.bytes }
@@ -88,9 +100,11 @@ public struct StreamRelay: Sendable {
         return event.bytes
     }
 
-    static func hasText(_ data: String, field: String) -> Bool {
-        guard let range = data.range(of: field) else { return false }
-        return range.upperBound < data.endIndex && data[range.upperBound] != "\""
+    /// Whether an OpenAI chunk carries non-empty `content` (with or without a space after the colon).
+    static func hasText(_ data: String) -> Bool {
+        guard let range = data.range(of: "\"content\":") else { return false }
+        let rest = data[range.upperBound...].drop { $0 == " " }
+        return rest.hasPrefix("\"") && !rest.hasPrefix("\"\"")
     }
 
     // MARK: Anthropic → OpenAI

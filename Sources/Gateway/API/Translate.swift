@@ -144,7 +144,8 @@ public enum Translate {
         var id = completion["id"]?.stringValue ?? "bifrost"
         if id.hasPrefix("chatcmpl-") { id.removeFirst(9) }
         return .object([
-            "id": .string("msg_" + id), "type": .string("message"), "role": .string("assistant"),
+            "id": .string(id.hasPrefix("msg_") ? id : "msg_" + id), "type": .string("message"),
+            "role": .string("assistant"),
             "model": completion["model"] ?? .null,
             "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
             "stop_reason": .string(anthropicStopReason(choice?["finish_reason"]?.stringValue)),
@@ -169,8 +170,12 @@ public struct Usage: Sendable, Equatable {
         output = usage?["completion_tokens"]?.intValue ?? 0
     }
 
+    /// Anthropic counts prompt-cache reads and writes apart from `input_tokens`; all of them
+    /// are input the key was charged for.
     public init(anthropic usage: JSONValue?) {
-        input = usage?["input_tokens"]?.intValue ?? 0
+        input =
+            (usage?["input_tokens"]?.intValue ?? 0) + (usage?["cache_creation_input_tokens"]?.intValue ?? 0)
+            + (usage?["cache_read_input_tokens"]?.intValue ?? 0)
         output = usage?["output_tokens"]?.intValue ?? 0
     }
 

@@ -13,8 +13,10 @@ public final class GatewayMetrics: Sendable {
         .seconds(5), .seconds(10), .seconds(30), .seconds(60),
     ]
     static let overheadBuckets: [Duration] = [
-        .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250),
-        .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
+        .microseconds(5), .microseconds(10), .microseconds(15), .microseconds(20), .microseconds(25),
+        .microseconds(30), .microseconds(40), .microseconds(50), .microseconds(65), .microseconds(80),
+        .microseconds(100), .microseconds(150), .microseconds(200), .microseconds(300), .microseconds(500),
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
     ]
 
     public init(registry: PrometheusCollectorRegistry) {

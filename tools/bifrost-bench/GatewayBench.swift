@@ -1,0 +1,258 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import ToolSupport
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+struct GatewayBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Gateway throughput and latency: the mock provider direct vs through one node vs a 3-node cluster.",
+        discussion: """
+            Starts bifrost-mock-provider and real `bifrost serve` processes on 127.0.0.1 (the binaries next \
+            to this one) and drives each with wrk (POST /v1/chat/completions, a virtual key with a limit \
+            high enough never to bite) at 1 and --connections connections: requests/s, latency p50/p99, \
+            the latency added over the direct run, the gateway's in-process overhead p50/p99 (its \
+            bifrost_gateway_overhead_seconds histogram: time in the gateway excluding the upstream call), \
+            and the node's resident memory. Needs wrk (Debian package wrk).
+            """)
+
+    @Option(help: "Seconds per measurement.")
+    var seconds: Int = 10
+
+    @Option(help: "Connections of the loaded runs.")
+    var connections: Int = 64
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    static let body = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchmark me"}],"max_tokens":16}"#
+
+    func run() async throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
+            throw ValidationError("wrk is not installed (apt-get install -y wrk)")
+        }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-gwbench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let script = scratch + "/post.lua"
+        try Data(
+            """
+            wrk.method = "POST"
+            wrk.body = '\(Self.body)'
+            wrk.headers["Content-Type"] = "application/json"
+            wrk.headers["Authorization"] = "Bearer sk-bench-team"
+            """.utf8
+        ).write(to: URL(fileURLWithPath: script))
+
+        let mockPort = Int.random(in: 46_000...50_000)
+        let mock = Process()
+        mock.executableURL = bin.appendingPathComponent("bifrost-mock-provider")
+        mock.arguments = ["--port", "\(mockPort)", "--log-level", "error"]
+        mock.standardOutput = FileHandle.nullDevice
+        mock.standardError = FileHandle.nullDevice
+        try mock.run()
+        defer {
+            kill(mock.processIdentifier, SIGTERM)
+            mock.waitUntilExit()
+        }
+        let mockURL = "http://127.0.0.1:\(mockPort)"
+        guard await Self.waitHTTP(mockURL + "/health") else { throw ValidationError("the mock provider did not start") }
+
+        let config = """
+            {"providers": {"openai": {"type": "openai", "base_url": "\(mockURL)/v1",
+               "keys": [{"name": "bench-key-1", "value": "sk-bench-upstream-1", "models": ["gpt-4o-mini"], "weight": 0.8},
+                        {"name": "bench-key-2", "value": "sk-bench-upstream-2", "models": ["gpt-4o-mini"], "weight": 0.2}]}},
+             "virtual_keys": [{"name": "bench-team", "value": "sk-bench-team", "models": ["*"], "limits": {"rpm": 100000000}}],
+             "cluster": {"gossip": {"interval": "1s", "timeout": "5s"}}}
+            """
+        var runs: [String: JSONValue] = [:]
+        var results: [(label: String, conns: Int, run: WrkRun, overhead: (Double, Double)?, rss: UInt64?)] = []
+        let levels = [1, connections]
+
+        for conns in levels {
+            let r = try wrk(url: mockURL + "/v1/chat/completions", connections: conns, script: script)
+            results.append(("direct", conns, r, nil, nil))
+            log("direct       c=\(conns): \(r.summary)")
+        }
+        for size in [1, 3] {
+            let cluster = try LocalCluster(size: size, bin: bin)
+            cluster.config = config
+            defer { cluster.destroy() }
+            try cluster.startAll()
+            guard await cluster.waitAllAlive(timeout: .seconds(30)) else {
+                throw ValidationError("the \(size)-node cluster did not form")
+            }
+            let label = size == 1 ? "one_node" : "cluster_node"
+            let url = "http://127.0.0.1:\(cluster.apiBase)/v1/chat/completions"
+            // Warm the upstream connection pool and the first limiter counters.
+            _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
+            for conns in levels {
+                let before = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
+                let r = try wrk(url: url, connections: conns, script: script)
+                let after = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
+                let overhead = Self.quantiles(before: before, after: after)
+                let rss = cluster.rss(0)
+                results.append((label, conns, r, overhead, rss))
+                log(
+                    "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), overhead p50 \(Self.micros(overhead?.0)) p99 \(Self.micros(overhead?.1)), RSS \((rss ?? 0) >> 20) MiB"
+                )
+            }
+            await cluster.stopAll()
+        }
+        for (label, conns, r, overhead, rss) in results {
+            let direct = results.first { $0.label == "direct" && $0.conns == conns }!.run
+            var fields: [String: JSONValue] = [
+                "requests_per_second": .double(r.requestsPerSecond), "p50_ms": .double(r.p50Millis),
+                "p99_ms": .double(r.p99Millis), "errors": .uint(r.errors), "requests": .uint(r.requests),
+            ]
+            if label != "direct" {
+                fields["added_p50_ms"] = .double(((r.p50Millis - direct.p50Millis) * 1000).rounded() / 1000)
+                fields["added_p99_ms"] = .double(((r.p99Millis - direct.p99Millis) * 1000).rounded() / 1000)
+                fields["throughput_ratio_to_direct"] = .double(
+                    (r.requestsPerSecond / max(1, direct.requestsPerSecond) * 1000).rounded() / 1000)
+            }
+            if let overhead {
+                fields["overhead_p50_us"] = .double(overhead.0 * 1e6)
+                fields["overhead_p99_us"] = .double(overhead.1 * 1e6)
+            }
+            if let rss { fields["rss_mib"] = .double(Double(rss) / 1_048_576) }
+            runs["\(label)_c\(conns)"] = .object(fields)
+        }
+        let out: JSONValue = .object([
+            "seconds_per_run": .uint(UInt64(seconds)), "connections": .uint(UInt64(connections)),
+            "runs": .object(runs),
+        ])
+        print(json ? out.rendered() : out.rendered(pretty: true))
+    }
+
+    func log(_ s: String) {
+        FileHandle.standardError.write(Data((s + "\n").utf8))
+    }
+
+    struct WrkRun {
+        var requestsPerSecond: Double = 0
+        var p50Millis: Double = 0
+        var p99Millis: Double = 0
+        var requests: UInt64 = 0
+        var errors: UInt64 = 0
+
+        var summary: String {
+            String(
+                format: "%.0f req/s, p50 %.3f ms, p99 %.3f ms, %llu errors", requestsPerSecond, p50Millis, p99Millis,
+                errors)
+        }
+    }
+
+    func wrk(url: String, connections: Int, script: String, seconds: Int? = nil) throws -> WrkRun {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        p.arguments = [
+            "-t", "\(min(2, connections))", "-c", "\(connections)", "-d", "\(seconds ?? self.seconds)s", "--latency",
+            "-s", script, url,
+        ]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return Self.parseWrk(text)
+    }
+
+    static func parseWrk(_ text: String) -> WrkRun {
+        var run = WrkRun()
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.hasPrefix("Requests/sec:"), parts.count >= 2 { run.requestsPerSecond = Double(parts[1]) ?? 0 }
+            if line.hasPrefix("50%"), parts.count >= 2 { run.p50Millis = millis(String(parts[1])) }
+            if line.hasPrefix("99%"), parts.count >= 2 { run.p99Millis = millis(String(parts[1])) }
+            if line.contains("requests in"), let n = UInt64(parts.first ?? "") { run.requests = n }
+            if line.hasPrefix("Non-2xx or 3xx responses:"), let n = UInt64(parts.last ?? "") { run.errors += n }
+            if line.hasPrefix("Socket errors:") {
+                for field in line.dropFirst("Socket errors:".count).split(separator: ",") {
+                    run.errors += UInt64(field.split(separator: " ").last ?? "") ?? 0
+                }
+            }
+        }
+        return run
+    }
+
+    /// wrk's `1.23ms` / `456.00us` / `1.50s` in milliseconds.
+    static func millis(_ text: String) -> Double {
+        for (suffix, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where text.hasSuffix(suffix) {
+            return (Double(text.dropLast(suffix.count)) ?? 0) * scale
+        }
+        return Double(text) ?? 0
+    }
+
+    static func micros(_ seconds: Double?) -> String {
+        seconds.map { String(format: "%.1f µs", $0 * 1e6) } ?? "n/a"
+    }
+
+    /// Cumulative bucket counts (upper bound in seconds → count) of a histogram on node 0.
+    static func histogram(_ cluster: LocalCluster, name: String) async throws -> [(Double, Double)] {
+        let text = String(decoding: try await cluster.request(0, "GET", "/metrics"), as: UTF8.self)
+        var out: [(Double, Double)] = []
+        for line in text.split(separator: "\n") where line.hasPrefix(name + "_bucket") {
+            guard let le = line.range(of: "le=\""), let close = line[le.upperBound...].firstIndex(of: "\"") else {
+                continue
+            }
+            let bound = String(line[le.upperBound..<close])
+            let value = Double(line.split(separator: " ").last ?? "") ?? 0
+            out.append((bound == "+Inf" ? .infinity : Double(bound) ?? 0, value))
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// p50 and p99 of the observations between two scrapes, interpolated within buckets.
+    static func quantiles(before: [(Double, Double)], after: [(Double, Double)]) -> (Double, Double)? {
+        let deltas = after.map { bucket in (bucket.0, bucket.1 - (before.first { $0.0 == bucket.0 }?.1 ?? 0)) }
+        guard let total = deltas.last?.1, total > 0 else { return nil }
+        func quantile(_ q: Double) -> Double {
+            let target = q * total
+            var lowerBound = 0.0
+            var lowerCount = 0.0
+            for (bound, count) in deltas {
+                if count >= target {
+                    if bound.isInfinite { return lowerBound }
+                    let inBucket = count - lowerCount
+                    return inBucket <= 0 ? bound : lowerBound + (bound - lowerBound) * (target - lowerCount) / inBucket
+                }
+                lowerBound = bound
+                lowerCount = count
+            }
+            return lowerBound
+        }
+        return (quantile(0.5), quantile(0.99))
+    }
+
+    static func waitHTTP(_ url: String) async -> Bool {
+        for _ in 0..<100 {
+            if let (_, response) = try? await URLSession.shared.data(from: URL(string: url)!),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+}
+
+extension LocalCluster {
+    /// Resident memory of node `i`, from /proc.
+    func rss(_ i: Int) -> UInt64? {
+        guard let pid = pid(i),
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kb = UInt64(line.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
+        return kb * 1024
+    }
+}
