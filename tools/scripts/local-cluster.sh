@@ -8,7 +8,9 @@ STATE_DIR=${STATE_DIR:-.bifrost}
 NODES=${NODES:-3}
 MOCK_PORT=${MOCK_PORT:-18080}
 mkdir -p "$STATE_DIR/cluster"
-ENV_FILE="$STATE_DIR/cluster.env"
+ENV_FILE="$STATE_DIR/demo.env"
+# Older state dirs kept the cluster key in cluster.env.
+[ -f "$ENV_FILE" ] || [ ! -f "$STATE_DIR/cluster.env" ] || cp "$STATE_DIR/cluster.env" "$ENV_FILE"
 touch "$ENV_FILE"; chmod 600 "$ENV_FILE"
 set -a; . "$ENV_FILE"; set +a
 # Anything missing is created once and kept.
@@ -23,7 +25,7 @@ if ! grep -q "^BIFROST_OPERATOR_KEY=" "$ENV_FILE"; then
 fi
 add OPENAI_API_KEY sk-mock-openai
 add ANTHROPIC_API_KEY sk-mock-anthropic
-add TEAM_A_KEY "sk-team-a-$(random_hex 8)"
+add BIFROST_DEMO_KEY "sk-demo-$(random_hex 12)"
 set -a; . "$ENV_FILE"; set +a
 
 CONFIG="$STATE_DIR/cluster/bifrost.json"
@@ -38,7 +40,7 @@ cat > "$CONFIG" <<JSON
     "anthropic": {"type": "anthropic", "base_url": "http://127.0.0.1:$MOCK_PORT",
       "keys": [{"name": "claude-3-key-1", "value": "env.ANTHROPIC_API_KEY", "models": ["claude-3-5-haiku-latest", "claude-3-5-sonnet-latest"], "weight": 1}]}
   },
-  "virtual_keys": [{"name": "team-a", "value": "env.TEAM_A_KEY", "models": ["*"], "limits": {"rpm": 600, "tpm": 1000000}}],
+  "virtual_keys": [{"name": "team-a", "value": "env.BIFROST_DEMO_KEY", "models": ["*"], "limits": {"rpm": 600, "tpm": 1000000}}],
   "gateway": {"fallbacks": {"gpt-4o": ["claude-3-5-sonnet-latest"]}},
   "admin": {"token": "env.BIFROST_ADMIN_TOKEN", "signing_key": "env.BIFROST_OPERATOR_KEY",
             "trusted_keys": ["$BIFROST_OPERATOR_PUBLIC_KEY"]},
@@ -76,9 +78,11 @@ Bifrost cluster of $NODES nodes is up, in front of the mock provider (http://127
 $(for i in $(seq 1 "$NODES"); do echo "  bifrost-node-$i  http://127.0.0.1:$((8079 + i))   gossip 127.0.0.1:$((7945 + i))"; done)
 
 Secrets are in $ENV_FILE (source it: set -a; . $ENV_FILE; set +a). Try:
-  curl -s http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer \$TEAM_A_KEY" \\
+  curl -s http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer \$BIFROST_DEMO_KEY" \\
        -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}'
-  curl -s http://127.0.0.1:8081/v1/models -H "Authorization: Bearer \$TEAM_A_KEY"
+  curl -s http://127.0.0.1:8081/v1/models -H "Authorization: Bearer \$BIFROST_DEMO_KEY"
+  python3 -c 'import os, openai; c = openai.OpenAI(base_url="http://127.0.0.1:8082/v1", api_key=os.environ["BIFROST_DEMO_KEY"]); print(c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content)'
+  open http://127.0.0.1:8080/ui
   curl -s http://127.0.0.1:8081/cluster/metrics
   curl -s -X PUT http://127.0.0.1:8082/admin/keys/gpt-4-key-2/weight?wait=replicated \\
        -H "Authorization: Bearer \$BIFROST_ADMIN_TOKEN" -d '{"weight": 0.5, "reason": "demo"}'
