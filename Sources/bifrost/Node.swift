@@ -96,9 +96,12 @@ final class Node: Sendable {
         _ upstream: UpstreamClient, metrics: NodeMetrics, logger: Logger
     ) throws -> GatewayEngine {
         do {
+            let hopKeys =
+                config.cluster.encryption.enabled ? config.cluster.encryption.keys.compactMap { $0.resolve() } : []
             return try GatewayEngine(
                 config: config, fileDocument: fileDocument, store: store, cluster: cluster, upstream: upstream,
-                metrics: GatewayMetrics(registry: metrics.registry), logger: logger)
+                metrics: GatewayMetrics(registry: metrics.registry), logger: logger,
+                hop: HopAuthenticator(base64ClusterKeys: hopKeys))
         } catch {
             try? upstream.http.syncShutdown()
             throw error
@@ -187,10 +190,11 @@ final class Node: Sendable {
         services.append(app)
         // Last in the list, so the first told to stop: /health turns 503 before anything closes.
         services.append(HealthService(node: self))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration =
+            config.cluster.failover.drainDelay + config.cluster.failover.drainTimeout
+        let group = ServiceGroup(configuration: configuration)
         try await group.run()
     }
 
@@ -204,6 +208,15 @@ final class Node: Sendable {
             .filter { !$0.isEmpty }
             faults.block(Set(names))
             return ClusterRoutes.json(.object(["blocked": .array(faults.blocked.sorted().map(JSONValue.string))]))
+        }
+        // Breaks (POST) or restores (DELETE) this node's path to its providers.
+        router.post("debug/upstream") { [upstream] _, _ -> Response in
+            upstream.setProvidersBlackholed(true)
+            return ClusterRoutes.json(.object(["providers_blackholed": .bool(true)]))
+        }
+        router.delete("debug/upstream") { [upstream] _, _ -> Response in
+            upstream.setProvidersBlackholed(false)
+            return ClusterRoutes.json(.object(["providers_blackholed": .bool(false)]))
         }
         router.delete("debug/partition") { [faults] _, _ -> Response in
             faults.unblockAll()
@@ -248,6 +261,17 @@ struct NodeCluster: GatewayCluster {
     let localName: String
 
     var liveNodeCount: Int { max(1, gossip.members().filter { $0.member.status.isActive }.count) }
+
+    var knownNodeCount: Int { max(1, gossip.members().filter { $0.member.status != .left }.count) }
+
+    func migrationTargets() -> [(name: String, apiAddress: String)] {
+        gossip.members()
+            .filter { $0.member.name != localName && $0.member.status == .alive && !$0.member.apiAddress.isEmpty }
+            .sorted { ($0.lastSeenMillisAgo, $0.member.name) < ($1.lastSeenMillisAgo, $1.member.name) }
+            .map { ($0.member.name, $0.member.apiAddress) }
+    }
+
+    func reportUnreachable(_ name: String) { gossip.reportUnreachable(name) }
 
     func ownEventsAcknowledgedThrough() -> HLCTimestamp? {
         let local = NodeID(name: localName)

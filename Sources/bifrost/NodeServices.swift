@@ -72,6 +72,14 @@ struct HealthService: Service {
             }
         } onGracefulShutdown: {
             node.state.withLock { $0 = .draining }
+            node.engine.setDraining()
+        }
+        // Still serving while balancers notice the 503; then the HTTP server stops accepting.
+        if Task.isShuttingDownGracefully {
+            node.logger.info(
+                "draining",
+                metadata: ["drain.delay": "\(ConfigDuration.format(node.config.cluster.failover.drainDelay))"])
+            try? await Task.sleep(for: node.config.cluster.failover.drainDelay)
         }
     }
 }

@@ -97,13 +97,99 @@ extension Node: ClusterStatusSource {
                 "state_convergence_time_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
                 "event_propagation_p50_ms": .double(syncMetrics?.propagationP50Millis ?? 0),
                 "event_propagation_p99_ms": .double(syncMetrics?.propagationP99Millis ?? 0),
-                "request_migration_rate": .double(0),
+                "request_migration_rate": .double((engine.migrationRate * 10_000).rounded() / 10_000),
                 "load_distribution": .object(distribution),
                 "provider_performance": engine.providerPerformance(view: view, nowMillis: now),
             ]),
             "limits": engine.limitCounters(view: view, nowMillis: now),
             "weights": .object(engine.currentWeights.mapValues { .double($0) }),
+            "alerts": Self.activeAlerts(view),
         ])
+    }
+
+    /// Alerts whose latest `alert.fired` event says firing, from the alerts view (every node's).
+    static func activeAlerts(_ view: ViewState) -> JSONValue {
+        .array(
+            view.alerts.keys.sorted().compactMap { key in
+                guard let alert = view.alerts[key], alert.value.firing else { return nil }
+                return .object([
+                    "rule": .string(key.rule), "scope": .string(key.scope), "firing": .bool(true),
+                    "value": .double(alert.value.value), "action": .string(alert.value.action),
+                    "detail": .string(alert.value.detail),
+                    "since": .string(EventJSON.rfc3339(millis: alert.event.hlc.wallMillis)),
+                ])
+            })
+    }
+
+    func recentEvents(limit: Int) async -> JSONValue {
+        let reader = store.reader
+        let names = (try? reader.nodeNames()) ?? [:]
+        let events = (try? Self.newestEvents(reader, limit: limit)) ?? []
+        return .object([
+            "events": .array(
+                events.map { event in
+                    guard case .object(var fields) = EventJSON.event(event, names: names) else { return .null }
+                    fields["summary"] = .string(Self.summary(event.payload))
+                    return .object(fields)
+                })
+        ])
+    }
+
+    /// The newest `limit` events, newest first. The log is keyed by HLC and scanned forwards, so
+    /// this scans a window back from the newest HLC, widening it ×4 until it holds `limit` events
+    /// (or reaches the start): a busy log is read for its last seconds only, a quiet one in a few
+    /// cheap steps. Only the ids are kept while scanning; just the survivors are decoded.
+    static func newestEvents(_ reader: EventLogReader, limit: Int) throws -> [Event] {
+        guard limit > 0, let newest = try reader.watermarks().values.map(\.maxHLC).max() else { return [] }
+        var spanMillis: UInt64 = 2_000
+        var ids: [EventID] = []
+        while true {
+            let since =
+                newest.wallMillis > spanMillis
+                ? HLCTimestamp(wallMillis: newest.wallMillis - spanMillis, logical: 0) : .zero
+            ids.removeAll(keepingCapacity: true)
+            try reader.scanRaw(EventFilter(since: since)) { id, _, _ in
+                ids.append(id)
+                if ids.count >= 2 * limit { ids.removeFirst(ids.count - limit) }
+                return true
+            }
+            if ids.count >= limit || since == .zero { break }
+            spanMillis *= 4
+        }
+        return try ids.suffix(limit).reversed().compactMap { try reader.event($0) }
+    }
+
+    /// One line about an event for people (the dashboard); only fields `EventJSON` prints
+    /// unredacted, so no secret can appear here either.
+    static func summary(_ payload: Event.Payload) -> String {
+        func number(_ d: Double) -> String {
+            let rounded = (d * 1000).rounded() / 1000
+            return rounded == rounded.rounded() ? String(Int64(rounded)) : String(rounded)
+        }
+        switch payload {
+        case .rateLimitIncrement(let p):
+            return "+\(p.requests) on \(p.keys.joined(separator: ", ")) (\(p.windowMillis / 1000) s window)"
+        case .usageRecorded(let p):
+            return "\(p.model) via \(p.keyID): \(p.status) \(p.outcome.name), \(p.tokensIn)+\(p.tokensOut) tokens, "
+                + "\(number(Double(p.latencyMicros) / 1000)) ms"
+        case .weightChanged(let p):
+            let reason = p.reason.isEmpty ? "" : " (\(p.reason))"
+            return "\(p.keyID) weight \(number(p.oldWeight)) → \(number(p.newWeight))\(reason) by \(p.actor)"
+        case .configUpdated(let p):
+            let signed = p.signature.isEmpty ? "unsigned" : "signed"
+            return "configuration by \(p.author.isEmpty ? "unknown" : p.author), \(signed), \(p.document.count) bytes"
+        case .membershipChanged(let p):
+            return "\(p.node) \(p.state.name) (incarnation \(p.incarnation)), seen by \(p.observer)"
+        case .alertFired(let p):
+            let detail = p.detail.isEmpty ? "" : ": \(p.detail)"
+            return "\(p.rule) on \(p.scope) \(p.firing ? "fired" : "cleared") at \(number(p.value)), "
+                + "\(p.action)\(detail)"
+        case .usageAggregated(let p):
+            return "\(p.model) via \(p.keyID): \(p.summary.requests) requests, \(p.summary.errors) errors "
+                + "(aggregate of \(p.windowMillis / 1000) s)"
+        case .unknown(let kind, let bytes):
+            return "kind \(kind) from a newer build, \(bytes.count) bytes"
+        }
     }
 
     func logSummary() async -> JSONValue {

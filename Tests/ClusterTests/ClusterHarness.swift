@@ -143,6 +143,12 @@ final class ClusterHarness: @unchecked Sendable {
 
     func stopMock() async { await terminate("mock") }
 
+    /// Sends a signal without waiting for the process to exit.
+    func signal(_ name: String, _ signal: Int32) {
+        guard let p = process(name), p.isRunning else { return }
+        kill(p.processIdentifier, signal)
+    }
+
     func kill9(_ name: String) {
         let p = process(name)
         guard let p, p.isRunning else { return }
@@ -151,12 +157,17 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// A POST with a bearer token; returns the status and the node that answered.
-    func post(_ name: String, _ path: String, token: String, body: String) async throws -> (Int, String?) {
+    func post(
+        _ name: String, _ path: String, token: String, body: String, headers: [String: String] = [:]
+    )
+        async throws -> (Int, String?)
+    {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(spec(name).apiPort)\(path)")!)
         request.httpMethod = "POST"
         request.timeoutInterval = 10
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = Data(body.utf8)
         let (_, response) = try await URLSession.shared.data(for: request)
         let http = response as? HTTPURLResponse

@@ -3,21 +3,52 @@ import NIOCore
 /// The Anthropic Messages API (`POST /v1/messages`): request shape (only the fields the mock
 /// reads) and responses in the shapes the `anthropic` Python SDK parses, streaming included.
 enum AnthropicAPI {
-    struct MessagesRequest: Decodable, Sendable {
+    struct MessagesRequest: Sendable {
         var model: String?
         var maxTokens: Int?
         var messages: [Message]?
         var system: MessageContent?
         var stream: Bool?
 
-        struct Message: Decodable, Sendable {
+        struct Message: Sendable {
             var role: String
             var content: MessageContent
+
+            static func read(_ json: inout JSONReader, index: Int) throws(JSONReader.Failure) -> Message {
+                var role: String?
+                var content: MessageContent?
+                try json.readObject("messages.\(index)") { json, key throws(JSONReader.Failure) in
+                    switch key {
+                    case "role": role = try json.readString("messages.\(index).role")
+                    case "content": content = try MessageContent.read(&json, field: "messages.\(index).content")
+                    default: try json.skipValue()
+                    }
+                }
+                guard let role else { throw .missing(field: "messages.\(index).role") }
+                guard let content else { throw .missing(field: "messages.\(index).content") }
+                return Message(role: role, content: content)
+            }
         }
 
-        enum CodingKeys: String, CodingKey {
-            case model, messages, system, stream
-            case maxTokens = "max_tokens"
+        static func read(_ json: inout JSONReader) throws(JSONReader.Failure) -> MessagesRequest {
+            var request = MessagesRequest()
+            try json.readObject("body") { json, key throws(JSONReader.Failure) in
+                switch key {
+                case "model": request.model = try json.readString(key)
+                case "max_tokens": request.maxTokens = try json.readInt(key)
+                case "system": request.system = try MessageContent.read(&json, field: key)
+                case "stream": request.stream = try json.readBool(key)
+                case "messages":
+                    if try json.readNull() { return }
+                    var messages: [Message] = []
+                    try json.readArray(key) { json, index throws(JSONReader.Failure) in
+                        messages.append(try Message.read(&json, index: index))
+                    }
+                    request.messages = messages
+                default: try json.skipValue()
+                }
+            }
+            return request
         }
     }
 

@@ -34,7 +34,9 @@ extension ByteBuffer {
             }
             runStart = i + 1
         }
-        if runStart < bytes.count { writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[runStart...]))) }
+        if runStart < bytes.count {
+            writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[runStart...])))
+        }
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

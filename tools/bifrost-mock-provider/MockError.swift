@@ -90,7 +90,7 @@ extension MockError {
                 message: "You didn't provide an API key. You need to provide your API key in an Authorization header "
                     + "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
         case .anthropic:
-            MockError(status: 401, message: "x-api-key header is required")
+            MockError(status: 401, message: "x-api-key header is required (or Authorization: Bearer <key>)")
         }
     }
 
@@ -99,7 +99,8 @@ extension MockError {
         switch flavor {
         case .openAI:
             MockError(
-                status: 401, message: "Incorrect API key provided: ...\(suffix) (the mock rejects keys starting with bad-).",
+                status: 401,
+                message: "Incorrect API key provided: ...\(suffix) (the mock rejects keys starting with bad-).",
                 code: "invalid_api_key")
         case .anthropic:
             MockError(status: 401, message: "invalid x-api-key (the mock rejects keys starting with bad-)")
@@ -128,15 +129,15 @@ extension MockError {
         MockError(status: status, message: "Mock error \(status) forced by the x-mock-status header.")
     }
 
-    static func malformedJSON(_ flavor: Flavor) -> MockError {
+    static func malformedJSON(_ flavor: Flavor, detail: String) -> MockError {
         switch flavor {
         case .openAI:
             MockError(
                 status: 400,
                 message: "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-                    + "using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+                    + "using your HTTP library correctly. The OpenAI API expects a JSON payload.) (\(detail))")
         case .anthropic:
-            MockError(status: 400, message: "There was an error parsing the body of your request: not valid JSON.")
+            MockError(status: 400, message: "There was an error parsing the body of your request: \(detail)")
         }
     }
 

@@ -16,7 +16,8 @@ struct MockProviderCommand: AsyncParsableCommand {
             smaller max_tokens cuts the reply (finish_reason "length" / stop_reason "max_tokens"). \
             Embeddings are unit vectors hashed from the text (8 dimensions unless "dimensions").
 
-            OpenAI paths need "Authorization: Bearer <key>", the Anthropic path "x-api-key: <key>"; \
+            OpenAI paths need "Authorization: Bearer <key>", the Anthropic path "x-api-key: <key>" \
+            (or a bearer key, which recent anthropic SDKs send); \
             a missing key, or one starting with "bad-", gets 401. Headers a test can send:
               x-mock-status: <400-599>   reply with that status and the error body
               x-mock-latency-ms: <n>     wait n ms instead of --latency-ms
@@ -60,7 +61,8 @@ struct MockProviderCommand: AsyncParsableCommand {
         name: .customLong("rate-limit-rpm"),
         help: ArgumentHelp(
             "Answer 429 once more than N requests arrive in the current 60-second window.",
-            discussion: "Windows are wall-clock minutes; 429s carry retry-after and x-ratelimit-* headers. Off by default."
+            discussion:
+                "Windows are wall-clock minutes; 429s carry retry-after and x-ratelimit-* headers. Off by default."
         ))
     var rateLimitRPM: Int?
 
@@ -107,7 +109,8 @@ struct MockProviderCommand: AsyncParsableCommand {
             configuration: ApplicationConfiguration(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port
-                FileHandle.standardOutput.write(Data("bifrost-mock-provider listening on http://\(host):\(bound)\n".utf8))
+                FileHandle.standardOutput.write(
+                    Data("bifrost-mock-provider listening on http://\(host):\(bound)\n".utf8))
             },
             logger: logger)
         try await app.runService()

@@ -72,34 +72,47 @@ struct MockReply: Sendable {
 
 /// A message's `content`: a string, or an array of parts of which only the text parts count
 /// (`{"type":"text","text":…}`; images, tool calls and tool results are accepted and ignored).
-enum MessageContent: Decodable, Sendable {
+enum MessageContent: Sendable {
     case text(String)
-    case parts([ContentPart])
+    /// The texts of the text parts.
+    case parts([String])
 
-    struct ContentPart: Decodable, Sendable {
-        var text: String?
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if let text = try? container.decode(String.self) {
-            self = .text(text)
-        } else {
-            self = .parts(try container.decode([ContentPart].self))
+    /// Reads a content value; JSON `null` (an assistant message with tool calls) reads as `nil`.
+    static func read(_ json: inout JSONReader, field: String) throws(JSONReader.Failure) -> MessageContent? {
+        switch try json.peek() {
+        case .null:
+            _ = try json.readNull()
+            return nil
+        case .string:
+            return try json.readString(field).map(MessageContent.text)
+        case .array:
+            var texts: [String] = []
+            try json.readArray(field) { json, index throws(JSONReader.Failure) in
+                try json.readObject("\(field)[\(index)]") { json, key throws(JSONReader.Failure) in
+                    if key == "text", try json.peek() == .string, let text = try json.readString(key) {
+                        texts.append(text)
+                    } else {
+                        try json.skipValue()
+                    }
+                }
+            }
+            return .parts(texts)
+        default:
+            throw .wrongType(field: field, expected: "a string or an array of content parts")
         }
     }
 
     var text: String {
         switch self {
         case .text(let text): text
-        case .parts(let parts): parts.compactMap(\.text).joined(separator: "\n")
+        case .parts(let texts): texts.joined(separator: "\n")
         }
     }
 
     var byteCount: Int {
         switch self {
         case .text(let text): text.utf8.count
-        case .parts(let parts): parts.reduce(0) { $0 + ($1.text?.utf8.count ?? 0) }
+        case .parts(let texts): texts.reduce(0) { $0 + $1.utf8.count }
         }
     }
 }

@@ -185,7 +185,9 @@ final class MockProvider: Sendable {
     }
 
     /// Reads and decodes the body, then lets the endpoint answer.
-    private func handle(_ request: Request, _ endpoint: Endpoint, id: UInt64, now: Int64) async -> Result<
+    private func handle(
+        _ request: Request, _ endpoint: Endpoint, id: UInt64, now: Int64
+    ) async -> Result<
         Reply, MockError
     > {
         let flavor = endpoint.flavor
@@ -201,70 +203,45 @@ final class MockProvider: Sendable {
         return Result { () throws(MockError) in
             switch endpoint {
             case .chatCompletions:
-                try OpenAIAPI.chatCompletion(decode(OpenAIAPI.ChatRequest.self, body, flavor), id: id, created: now)
+                try OpenAIAPI.chatCompletion(parse(body, flavor, OpenAIAPI.ChatRequest.read), id: id, created: now)
             case .embeddings:
-                try OpenAIAPI.embeddings(decode(OpenAIAPI.EmbeddingsRequest.self, body, flavor))
+                try OpenAIAPI.embeddings(parse(body, flavor, OpenAIAPI.EmbeddingsRequest.read))
             case .messages:
-                try AnthropicAPI.message(decode(AnthropicAPI.MessagesRequest.self, body, flavor), id: id)
+                try AnthropicAPI.message(parse(body, flavor, AnthropicAPI.MessagesRequest.read), id: id)
             case .models, .model:
                 preconditionFailure("\(endpoint) has no body and is answered above")
             }
         }
     }
 
-    private static let decoder = JSONDecoder()
-
-    /// Decodes a request body; malformed JSON and wrong field types are 400s naming the field.
-    private func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer, _ flavor: Flavor) throws(MockError) -> T {
-        do {
-            return try Self.decoder.decode(type, from: Data(body.readableBytesView))
-        } catch let error as DecodingError {
-            switch error {
-            case .keyNotFound(let key, let context):
-                throw .missing(Self.fieldPath(context.codingPath + [key]), flavor)
-            case .typeMismatch(let expected, let context) where !context.codingPath.isEmpty:
-                throw .invalid(Self.fieldPath(context.codingPath), "expected \(expected).", flavor)
-            case .valueNotFound(_, let context) where !context.codingPath.isEmpty:
-                throw .invalid(Self.fieldPath(context.codingPath), "must not be null.", flavor)
-            case .dataCorrupted(let context) where !context.codingPath.isEmpty:
-                throw .invalid(Self.fieldPath(context.codingPath), context.debugDescription, flavor)
-            default:
-                throw .malformedJSON(flavor)
-            }
-        } catch {
-            throw .malformedJSON(flavor)
+    /// Reads a request body with `read`; malformed JSON and wrong field types are 400s naming the field.
+    private func parse<T>(
+        _ body: ByteBuffer, _ flavor: Flavor, _ read: (inout JSONReader) throws(JSONReader.Failure) -> T
+    ) throws(MockError) -> T {
+        let result = body.withUnsafeReadableBytes { bytes in
+            Result { () throws(JSONReader.Failure) in try JSONReader.parse(bytes, read) }
         }
-    }
-
-    /// `messages[0].content` from a coding path.
-    private static func fieldPath(_ path: [any CodingKey]) -> String {
-        var text = ""
-        for key in path {
-            if let index = key.intValue {
-                text += "[\(index)]"
-            } else {
-                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
-            }
+        switch result {
+        case .success(let value): return value
+        case .failure(.malformed(let detail)): throw .malformedJSON(flavor, detail: detail)
+        case .failure(.missing(let field)): throw .missing(field, flavor)
+        case .failure(.wrongType(let field, let expected)): throw .invalid(field, "expected \(expected).", flavor)
         }
-        return text
     }
 
     /// The key from `Authorization: Bearer <key>` (OpenAI) or `x-api-key` (Anthropic); `nil`
-    /// when absent or empty.
+    /// when absent or empty. The Anthropic path also takes a bearer key, because recent
+    /// `anthropic` SDKs (2.x) send `api_key` as `Authorization: Bearer`.
     static func apiKey(_ headers: HTTPFields, _ flavor: Flavor) -> String? {
-        switch flavor {
-        case .openAI:
-            guard let value = headers[.authorization] else { return nil }
-            let scheme = "bearer "
-            guard value.utf8.count > scheme.utf8.count, value.prefix(scheme.count).lowercased() == scheme else {
-                return nil
-            }
-            let key = value.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
-            return key.isEmpty ? nil : key
-        case .anthropic:
-            guard let key = headers[HeaderName.apiKey], !key.isEmpty else { return nil }
-            return key
-        }
+        if flavor == .anthropic, let key = headers[HeaderName.apiKey], !key.isEmpty { return key }
+        guard let value = headers[.authorization] else { return nil }
+        // "Bearer" is case-insensitive (RFC 9110 §11.1); compare bytes, this runs on every request.
+        let utf8 = value.utf8
+        let scheme = "bearer ".utf8
+        guard utf8.count > scheme.count, zip(utf8, scheme).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+        let key = utf8.dropFirst(scheme.count).drop { $0 == UInt8(ascii: " ") }
+        guard !key.isEmpty else { return nil }
+        return String(Substring(key))
     }
 
     /// The stats' name for a key: its last 4 characters, `<short>` for keys of 4 or fewer (which
@@ -296,7 +273,7 @@ final class MockProvider: Sendable {
 
     /// Counts a request to a path the mock does not serve (a 404), so tests see misrouted calls.
     func recordUnknown(path: String, status: Int, headers: HTTPFields) {
-        let keySuffix = Self.suffix(of: Self.apiKey(headers, .openAI) ?? Self.apiKey(headers, .anthropic))
+        let keySuffix = Self.suffix(of: Self.apiKey(headers, .anthropic))
         state.withLock { $0.onResponse(path: path, status: status, keySuffix: keySuffix, model: nil) }
     }
 

@@ -15,32 +15,62 @@ enum OpenAIAPI {
 
     // MARK: Chat completions
 
-    struct ChatRequest: Decodable, Sendable {
+    struct ChatRequest: Sendable {
         var model: String?
         var messages: [Message]?
         var stream: Bool?
         var maxTokens: Int?
         var maxCompletionTokens: Int?
-        var streamOptions: StreamOptions?
+        /// `stream_options.include_usage`
+        var includeUsage: Bool?
 
-        struct Message: Decodable, Sendable {
+        struct Message: Sendable {
             var role: String
             var content: MessageContent?
-        }
 
-        struct StreamOptions: Decodable, Sendable {
-            var includeUsage: Bool?
-
-            enum CodingKeys: String, CodingKey {
-                case includeUsage = "include_usage"
+            static func read(_ json: inout JSONReader, index: Int) throws(JSONReader.Failure) -> Message {
+                var role: String?
+                var content: MessageContent?
+                try json.readObject("messages[\(index)]") { json, key throws(JSONReader.Failure) in
+                    switch key {
+                    case "role": role = try json.readString("messages[\(index)].role")
+                    case "content": content = try MessageContent.read(&json, field: "messages[\(index)].content")
+                    default: try json.skipValue()
+                    }
+                }
+                guard let role else { throw .missing(field: "messages[\(index)].role") }
+                return Message(role: role, content: content)
             }
         }
 
-        enum CodingKeys: String, CodingKey {
-            case model, messages, stream
-            case maxTokens = "max_tokens"
-            case maxCompletionTokens = "max_completion_tokens"
-            case streamOptions = "stream_options"
+        static func read(_ json: inout JSONReader) throws(JSONReader.Failure) -> ChatRequest {
+            var request = ChatRequest()
+            try json.readObject("body") { json, key throws(JSONReader.Failure) in
+                switch key {
+                case "model": request.model = try json.readString(key)
+                case "messages":
+                    if try json.readNull() { return }
+                    var messages: [Message] = []
+                    try json.readArray(key) { json, index throws(JSONReader.Failure) in
+                        messages.append(try Message.read(&json, index: index))
+                    }
+                    request.messages = messages
+                case "stream": request.stream = try json.readBool(key)
+                case "max_tokens": request.maxTokens = try json.readInt(key)
+                case "max_completion_tokens": request.maxCompletionTokens = try json.readInt(key)
+                case "stream_options":
+                    if try json.readNull() { return }
+                    try json.readObject(key) { json, option throws(JSONReader.Failure) in
+                        if option == "include_usage" {
+                            request.includeUsage = try json.readBool("stream_options.include_usage")
+                        } else {
+                            try json.skipValue()
+                        }
+                    }
+                default: try json.skipValue()
+                }
+            }
+            return request
         }
     }
 
@@ -61,7 +91,7 @@ enum OpenAIAPI {
         let promptBytes = messages.reduce(0) { $0 + ($1.content?.byteCount ?? 0) }
         let reply = MockReply(lastUserText: lastUser, promptBytes: promptBytes, maxTokens: maxTokens)
         if request.stream == true {
-            let includeUsage = request.streamOptions?.includeUsage == true
+            let includeUsage = request.includeUsage == true
             return Reply(
                 body: .events(chunks(id: id, created: created, model: model, reply: reply, includeUsage: includeUsage)),
                 model: model)
@@ -92,7 +122,9 @@ enum OpenAIAPI {
     /// The chunks of a streamed completion, each `data: <json>\n\n`: the role, the content a few
     /// words at a time, the finish reason, the usage (`"choices":[]`) when
     /// `stream_options.include_usage` is set, and `data: [DONE]`.
-    static func chunks(id: UInt64, created: Int64, model: String, reply: MockReply, includeUsage: Bool)
+    static func chunks(
+        id: UInt64, created: Int64, model: String, reply: MockReply, includeUsage: Bool
+    )
         -> EventStream
     {
         var prefix = ByteBufferAllocator().buffer(capacity: 120 + model.utf8.count)
@@ -144,33 +176,69 @@ enum OpenAIAPI {
 
     // MARK: Embeddings
 
-    struct EmbeddingsRequest: Decodable, Sendable {
+    struct EmbeddingsRequest: Sendable {
         var model: String?
         var input: EmbeddingInput?
         var dimensions: Int?
         var encodingFormat: String?
 
-        enum CodingKeys: String, CodingKey {
-            case model, input, dimensions
-            case encodingFormat = "encoding_format"
+        static func read(_ json: inout JSONReader) throws(JSONReader.Failure) -> EmbeddingsRequest {
+            var request = EmbeddingsRequest()
+            try json.readObject("body") { json, key throws(JSONReader.Failure) in
+                switch key {
+                case "model": request.model = try json.readString(key)
+                case "input": request.input = try EmbeddingInput.read(&json)
+                case "dimensions": request.dimensions = try json.readInt(key)
+                case "encoding_format": request.encodingFormat = try json.readString(key)
+                default: try json.skipValue()
+                }
+            }
+            return request
         }
     }
 
     /// `input` is a string, an array of strings, or token ids (an array, or an array of arrays).
-    enum EmbeddingInput: Decodable, Sendable {
+    enum EmbeddingInput: Sendable {
         case texts([String])
         case tokens([[Int]])
 
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let text = try? container.decode(String.self) {
-                self = .texts([text])
-            } else if let texts = try? container.decode([String].self) {
-                self = .texts(texts)
-            } else if let tokens = try? container.decode([Int].self) {
-                self = .tokens([tokens])
-            } else {
-                self = .tokens(try container.decode([[Int]].self))
+        static func read(_ json: inout JSONReader) throws(JSONReader.Failure) -> EmbeddingInput? {
+            switch try json.peek() {
+            case .null:
+                _ = try json.readNull()
+                return nil
+            case .string:
+                return try json.readString("input").map { .texts([$0]) }
+            case .array:
+                var texts: [String] = []
+                var tokens: [Int] = []
+                var lists: [[Int]] = []
+                try json.readArray("input") { json, index throws(JSONReader.Failure) in
+                    switch try json.peek() {
+                    case .string: texts.append(try json.readString("input[\(index)]") ?? "")
+                    case .number: tokens.append(try json.readInt("input[\(index)]") ?? 0)
+                    case .array:
+                        var list: [Int] = []
+                        try json.readArray("input[\(index)]") { json, inner throws(JSONReader.Failure) in
+                            guard let token = try json.readInt("input[\(index)][\(inner)]") else {
+                                throw .wrongType(field: "input[\(index)][\(inner)]", expected: "an integer")
+                            }
+                            list.append(token)
+                        }
+                        lists.append(list)
+                    default:
+                        throw .wrongType(field: "input[\(index)]", expected: "a string or token ids")
+                    }
+                }
+                let kinds = (texts.isEmpty ? 0 : 1) + (tokens.isEmpty ? 0 : 1) + (lists.isEmpty ? 0 : 1)
+                guard kinds <= 1 else {
+                    throw .wrongType(field: "input", expected: "strings, token ids, or arrays of token ids, unmixed")
+                }
+                if !tokens.isEmpty { return .tokens([tokens]) }
+                if !lists.isEmpty { return .tokens(lists) }
+                return .texts(texts)
+            default:
+                throw .wrongType(field: "input", expected: "a string or an array")
             }
         }
     }
@@ -182,7 +250,8 @@ enum OpenAIAPI {
         guard let input = request.input else { throw .missing("input", .openAI) }
         let dimensions = request.dimensions ?? embeddingDimensionsDefault
         guard (1...embeddingDimensionsMax).contains(dimensions) else {
-            throw .invalid("dimensions", "expected a value in 1...\(embeddingDimensionsMax), got \(dimensions).", .openAI)
+            throw .invalid(
+                "dimensions", "expected a value in 1...\(embeddingDimensionsMax), got \(dimensions).", .openAI)
         }
         let base64: Bool
         switch request.encodingFormat {

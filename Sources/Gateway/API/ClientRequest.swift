@@ -6,6 +6,15 @@ public enum ClientEndpoint: String, Sendable {
     case embeddings
     case messages
 
+    /// The request path, for forwarding to a peer.
+    public var path: String {
+        switch self {
+        case .chatCompletions: "/v1/chat/completions"
+        case .embeddings: "/v1/embeddings"
+        case .messages: "/v1/messages"
+        }
+    }
+
     /// The API the client speaks (and errors are rendered in).
     public var api: WireAPI { self == .messages ? .anthropic : .openAI }
 
@@ -30,6 +39,8 @@ public struct ClientRequest: Sendable {
     public var includeUsage: Bool
     /// Models to try after `model`, from the body's `fallbacks` (removed before forwarding).
     public var fallbacks: [String]
+    /// The node this request was migrated from (at most one hop), nil for a client's request.
+    public var migratedFrom: String?
 
     public static func parse(_ endpoint: ClientEndpoint, _ bytes: [UInt8]) throws(GatewayError) -> ClientRequest {
         let body = try JSONValue.parseBody(bytes)

@@ -80,11 +80,28 @@ public struct BifrostConfig: Sendable, Equatable {
         public var longTimeout: MigrationStrategy = .migrateToHealthy
     }
 
+    /// How cluster limits behave while this node reaches only some members (`partition_policy`).
+    public enum PartitionPolicy: String, CaseIterable, Sendable {
+        /// Each limit shrinks to reachable / known members of it: the sides of a partition
+        /// together stay within the limit.
+        case scale
+        /// Each side keeps the whole limit: availability first, overshoot up to (sides − 1) × limit.
+        case full
+        /// Limited requests are refused until the partition heals.
+        case deny
+    }
+
     public struct Failover: Sendable, Equatable {
+        public var partitionPolicy: PartitionPolicy = .scale
         /// Consecutive failed probe rounds before a member is suspected (`failover.detection_threshold`).
         public var detectionThreshold: Int = 3
         /// How long a failed node or key stays out before it is tried again (`failover.recovery_timeout`).
         public var recoveryTimeout: Duration = .seconds(30)
+        /// After SIGTERM, how long `/health` reports 503 while the node still serves, so
+        /// balancers stop sending before it stops accepting (`drain_delay`).
+        public var drainDelay: Duration = .seconds(2)
+        /// The whole drain's bound: requests still running after it are cancelled (`drain_timeout`).
+        public var drainTimeout: Duration = .seconds(30)
         public var requestMigration: MigrationStrategy = .migrateToHealthy
         /// Per request type: `chat_completions`, `embeddings`, `streaming`, `messages`.
         public var migrationStrategies: [String: MigrationStrategy] = [:]

@@ -92,6 +92,10 @@ extension BifrostConfig {
             cluster.failover.detectionThreshold =
                 try f.int("detection_threshold", in: 1...100) ?? cluster.failover.detectionThreshold
             cluster.failover.recoveryTimeout = try f.duration("recovery_timeout") ?? cluster.failover.recoveryTimeout
+            cluster.failover.drainDelay = try f.duration("drain_delay") ?? cluster.failover.drainDelay
+            cluster.failover.partitionPolicy =
+                try f.enumValue("partition_policy", PartitionPolicy.self) ?? cluster.failover.partitionPolicy
+            cluster.failover.drainTimeout = try f.duration("drain_timeout") ?? cluster.failover.drainTimeout
             cluster.failover.requestMigration =
                 try f.enumValue("request_migration", MigrationStrategy.self) ?? cluster.failover.requestMigration
             if var m = try f.object("migration_strategies") {

@@ -20,10 +20,18 @@ public protocol ClusterStatusSource: Sendable {
     /// `GET /cluster/log`: this node's log at a glance (count, root digest, per-origin watermarks),
     /// cheap enough to poll; two nodes hold the same events when count and root agree.
     func logSummary() async -> JSONValue
+    /// `GET /cluster/events`: the newest `limit` events of this node's log, newest first, each
+    /// rendered as `bifrost-dump` renders it (secrets redacted) plus a one-line `summary`.
+    func recentEvents(limit: Int) async -> JSONValue
 }
 
-/// `GET /health`, `/cluster/nodes`, `/cluster/metrics`, `/metrics`.
+/// `GET /health`, `/cluster/nodes`, `/cluster/metrics`, `/cluster/log`, `/cluster/events`, `/metrics`.
 public enum ClusterRoutes {
+    /// `GET /cluster/events` returns this many events unless `?limit=` says otherwise.
+    public static let eventsLimitDefault = 50
+    /// Larger `?limit=` values are clamped to this: the endpoint is polled by the dashboard.
+    public static let eventsLimitMax = 500
+
     public static func register<Context: RequestContext>(on router: Router<Context>, status: some ClusterStatusSource) {
         router.get("health") { _, _ -> Response in
             let state = status.servingState()
@@ -34,6 +42,19 @@ public enum ClusterRoutes {
         router.get("cluster/nodes") { _, _ -> Response in json(await status.nodes()) }
         router.get("cluster/metrics") { _, _ -> Response in json(await status.clusterMetrics()) }
         router.get("cluster/log") { _, _ -> Response in json(await status.logSummary()) }
+        router.get("cluster/events") { request, _ -> Response in
+            var limit = eventsLimitDefault
+            if let text = request.uri.queryParameters.get("limit") {
+                guard let n = Int(text), n >= 1 else {
+                    return GatewayError.badRequest(
+                        "limit must be a whole number of at least 1 (at most \(eventsLimitMax) events are returned), got '\(text)'",
+                        param: "limit"
+                    ).response(api: .openAI)
+                }
+                limit = min(n, eventsLimitMax)
+            }
+            return json(await status.recentEvents(limit: limit))
+        }
         router.get("metrics") { _, _ -> Response in
             let text = await status.prometheusText()
             return Response(

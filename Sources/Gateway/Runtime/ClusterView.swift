@@ -9,13 +9,23 @@ public protocol GatewayCluster: Sendable {
     /// when some live peer has not acknowledged any (not connected yet, or partitioned).
     /// A node without peers returns `.max`: its events need no confirmation.
     func ownEventsAcknowledgedThrough() -> HLCTimestamp?
+    /// Members known and not `left`, this node included (at least 1): the cluster's size for
+    /// partition-aware limits.
+    var knownNodeCount: Int { get }
+    /// Live peers a request can be migrated to, best first: name and API address (`host:port`).
+    func migrationTargets() -> [(name: String, apiAddress: String)]
+    /// A peer did not answer an inter-node request in time (the request-timeout detector).
+    func reportUnreachable(_ name: String)
 }
 
 /// A node alone: every committed event is confirmed.
 public struct SingleNodeCluster: GatewayCluster {
     public init() {}
     public var liveNodeCount: Int { 1 }
+    public var knownNodeCount: Int { 1 }
     public func ownEventsAcknowledgedThrough() -> HLCTimestamp? { .max }
+    public func migrationTargets() -> [(name: String, apiAddress: String)] { [] }
+    public func reportUnreachable(_ name: String) {}
 }
 
 /// Admissions committed but not yet known to be at every live peer, oldest first: pairs of the

@@ -30,6 +30,9 @@ public struct VirtualKeyTable: Sendable {
         byDigest = table
     }
 
+    /// The key with this name (requests migrated from a peer carry the name, not the token).
+    public func entry(named name: String) -> Entry? { byDigest.values.first { $0.name == name } }
+
     /// The key a client token belongs to, or nil.
     public func lookup(token: Substring) -> Entry? {
         byDigest[Array(SHA256.hash(data: Array(token.utf8)))]

@@ -59,13 +59,23 @@ extension GatewayEngine {
         metrics.requestStarted()
         var record = RequestRecord()
         var streaming = false
+        var migrated = false
         defer {
             if !streaming {
                 metrics.requestEnded()
                 finish(request, caller: caller, record: record, started: started)
             }
+            migrationWindow.withLock { $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated) }
         }
         let runtime = self.runtime
+        let strategy = self.strategy(for: request)
+        // One hop at most: a migrated request is served where it lands.
+        let mayMigrate = strategy == .migrateToHealthy && request.migratedFrom == nil
+        if mayMigrate && isDraining, let response = await migrate(request, caller: caller, strategy: strategy) {
+            migrated = true
+            record.status = Int(response.status.code)
+            return response
+        }
         // The chain of models to try: the requested one, then the body's and the config's fallbacks.
         var chain = [request.model]
         for m in request.fallbacks + (runtime.config.gateway.fallbacks[request.model] ?? []) where !chain.contains(m) {
@@ -81,11 +91,11 @@ extension GatewayEngine {
             record.outcome = .clientError
             return GatewayError.modelNotAllowed(request.model).response(api: api)
         }
-        // The caller's own limits, once per request.
+        // The caller's own limits, once per request (a migrated request was admitted at its origin).
         var callerRules: [LimitRule] = []
         if let key = caller.virtualKey {
             callerRules = Self.rules(for: key)
-            if let rejection = await admitWaiting(callerRules) {
+            if request.migratedFrom == nil, let rejection = await admitWaiting(callerRules) {
                 metrics.limitRejected(scope: "vk", unit: rejection.unit.rawValue)
                 record.status = 429
                 record.outcome = .rateLimited
@@ -94,29 +104,62 @@ extension GatewayEngine {
         }
         var failures: [String] = []
         var lastError: GatewayError?
-        for (index, name) in chain.enumerated() {
-            guard let resolution = index == 0 ? first : runtime.catalog.resolve(name) else { continue }
-            if let key = caller.virtualKey, !allowed(key, name, resolution.targets) { continue }
-            if index > 0 { metrics.fallback(from: chain[index - 1], to: name) }
-            let result = await attempt(
-                request, route: resolution, runtime: runtime, callerRules: callerRules, record: &record,
-                failures: &failures)
-            switch result {
-            case .response(let response, let isStream):
-                streaming = isStream
-                return response
-            case .exhausted(let error):
-                lastError = error
+        // retry_with_backoff runs the whole chain again after a backoff, within the deadline.
+        let rounds = strategy == .retryWithBackoff ? 3 : 1
+        let deadline =
+            ContinuousClock.now + (runtime.catalog.providers[first.targets[0].provider]?.timeout ?? .seconds(60))
+        for round in 0..<rounds {
+            if round > 0 {
+                let settings = runtime.config.gateway
+                let backoff = Backoff(
+                    baseMillis: CircuitBreaker.millis(settings.backoffBase) * 4,
+                    capMillis: CircuitBreaker.millis(settings.backoffMax))
+                let delay = rng.withLock { backoff.delayMillis(attempt: round, using: &$0) }
+                guard ContinuousClock.now + .milliseconds(delay) < deadline else { break }
+                metrics.retry(reason: "round")
+                try? await Task.sleep(for: .milliseconds(delay))
             }
+            for (index, name) in chain.enumerated() {
+                guard let resolution = index == 0 ? first : runtime.catalog.resolve(name) else { continue }
+                if let key = caller.virtualKey, !allowed(key, name, resolution.targets) { continue }
+                if index > 0 { metrics.fallback(from: chain[index - 1], to: name) }
+                let result = await attempt(
+                    request, route: resolution, runtime: runtime, callerRules: callerRules,
+                    maxAttempts: strategy == .circuitBreaker ? 1 : runtime.config.gateway.maxAttempts,
+                    record: &record, failures: &failures)
+                switch result {
+                case .response(let response, let isStream):
+                    streaming = isStream
+                    return response
+                case .exhausted(let error):
+                    lastError = error
+                }
+            }
+            if lastError?.status == 429 { break }
         }
         let error =
             lastError
             ?? (failures.isEmpty
                 ? .noHealthyKey(model: request.model)
                 : .allKeysFailed(model: request.model, summary: failures.joined(separator: "; ")))
+        if mayMigrate && error.status >= 500, let response = await migrate(request, caller: caller, strategy: strategy)
+        {
+            migrated = true
+            record.target = nil
+            record.status = Int(response.status.code)
+            return response
+        }
         record.status = error.status
         record.outcome = error.status == 504 ? .timeout : .upstreamError
         return error.response(api: api)
+    }
+
+    /// The seed's strategy for this request: per request type (`streaming` for streams), else
+    /// `failover.request_migration`.
+    func strategy(for request: ClientRequest) -> MigrationStrategy {
+        let failover = baseConfig.cluster.failover
+        let type = request.stream ? "streaming" : request.endpoint.rawValue
+        return failover.migrationStrategies[type] ?? failover.requestMigration
     }
 
     func allowed(_ key: VirtualKeyTable.Entry, _ requested: String, _ targets: [ModelTarget]) -> Bool {
@@ -148,7 +191,7 @@ extension GatewayEngine {
     /// Tries the keys of one model route, with retries and backoff, until one answers.
     func attempt(
         _ request: ClientRequest, route: Catalog.Resolution, runtime: RuntimeConfig, callerRules: [LimitRule],
-        record: inout RequestRecord, failures: inout [String]
+        maxAttempts: Int, record: inout RequestRecord, failures: inout [String]
     ) async -> AttemptResult {
         let api = request.endpoint.api
         let settings = runtime.config.gateway
@@ -166,7 +209,7 @@ extension GatewayEngine {
         var tried: Set<String> = []
         var limitRejection: RateLimitRejection?
         var attempts = 0
-        while attempts < settings.maxAttempts {
+        while attempts < maxAttempts {
             let now = wallClock.nowMillis()
             // Untried keys first; a key is retried only when every usable one was tried.
             let pick = routing.withLock { state in
@@ -239,14 +282,14 @@ extension GatewayEngine {
             case .retry(let wait):
                 metrics.retry(
                     reason: outcome == .timeout ? "timeout" : (outcome == .connectFailed ? "connect" : "status"))
-                if wait && attempts < settings.maxAttempts {
+                if wait && attempts < maxAttempts {
                     let delay = rng.withLock { backoff.delayMillis(attempt: attempts - 1, using: &$0) }
                     try? await Task.sleep(for: .milliseconds(delay))
                 }
             case .done:
                 break
             }
-            if outcome == .timeout && attempts >= settings.maxAttempts {
+            if outcome == .timeout && attempts >= maxAttempts {
                 return .exhausted(.upstreamTimeout(after: provider.timeout))
             }
         }

@@ -27,12 +27,17 @@ public final class GatewayEngine: Service, Sendable {
     let admissions = Admissions()
     let rng: Mutex<SplitMix64>
     let wallClock: any WallClock
+    public let hop: HopAuthenticator
+    let draining = Atomic<Bool>(false)
+    let migrationWindow = Mutex(MigrationWindow())
 
     public init(
         config: BifrostConfig, fileDocument: [UInt8]?, store: EventStore, cluster: any GatewayCluster,
         upstream: UpstreamClient,
-        metrics: GatewayMetrics, logger: Logger, wallClock: any WallClock = SystemWallClock()
+        metrics: GatewayMetrics, logger: Logger, hop: HopAuthenticator = HopAuthenticator(base64ClusterKeys: []),
+        wallClock: any WallClock = SystemWallClock()
     ) throws(ConfigError) {
+        self.hop = hop
         nodeName = config.cluster.nodeID
         baseConfig = config
         self.fileDocument = fileDocument
@@ -90,6 +95,14 @@ public final class GatewayEngine: Service, Sendable {
     }
 
     public var runtime: RuntimeConfig { runtimeState.withLock { $0 } }
+
+    /// The node is draining: requests whose strategy allows it move to a peer.
+    public func setDraining() { draining.store(true, ordering: .relaxed) }
+
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    /// Share of requests migrated to a peer over the last minute.
+    public var migrationRate: Double { migrationWindow.withLock { $0.rate(nowMillis: wallClock.nowMillis()) } }
 
     public func run() async throws {
         let feed = store.committedEvents()
@@ -180,6 +193,22 @@ public final class GatewayEngine: Service, Sendable {
     func admit(_ rules: [LimitRule]) -> AdmissionDecision {
         let now = wallClock.nowMillis()
         let live = max(1, cluster.liveNodeCount)
+        let known = max(live, cluster.knownNodeCount)
+        var rules = rules
+        if live < known {
+            switch baseConfig.cluster.failover.partitionPolicy {
+            case .full:
+                break
+            case .scale:
+                rules = rules.map { Self.scaled($0, live: live, known: known) }
+            case .deny:
+                let rule = rules[0]
+                return .rejected(
+                    RateLimitRejection(
+                        rule: rule, unit: .requests,
+                        status: LimitStatus(limit: rule.requestsPerWindow ?? 0, remaining: 0, resetMillis: 5_000)))
+            }
+        }
         let localID = store.nodeID
         let decision = store.withViews { view in
             admissions.limiter.withLock {
@@ -194,6 +223,17 @@ public final class GatewayEngine: Service, Sendable {
             }
         }
         return decision
+    }
+
+    /// A limit shrunk to this side's share of the cluster while members are unreachable.
+    static func scaled(_ rule: LimitRule, live: Int, known: Int) -> LimitRule {
+        var rule = rule
+        func share(_ n: UInt64?) -> UInt64? {
+            n.map { max(1, ($0 * UInt64(live) + UInt64(known) - 1) / UInt64(known)) }
+        }
+        rule.requestsPerWindow = share(rule.requestsPerWindow)
+        rule.tokensPerWindow = share(rule.tokensPerWindow)
+        return rule
     }
 
     /// The `x-ratelimit-*` figures of a rule right now.

@@ -98,6 +98,13 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
+    public func migration(strategy: String, outcome: String) {
+        registry.makeCounter(
+            name: "bifrost_request_migrations_total", labels: [("strategy", strategy), ("outcome", outcome)],
+            help: "Requests this node tried to migrate to a peer, by strategy and outcome"
+        ).increment()
+    }
+
     public func configRejected() {
         registry.makeCounter(
             name: "bifrost_config_updates_rejected_total",

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Synchronization
 
 /// The API a request or a provider speaks.
 public enum WireAPI: Sendable, Hashable {
@@ -108,6 +109,11 @@ public enum UpstreamFailure: Error, Sendable, CustomStringConvertible {
 /// TLS for https providers). A `Service`, so the pool closes on shutdown.
 public final class UpstreamClient: Service, Sendable {
     public let http: HTTPClient
+    private let blackholed = Atomic<Bool>(false)
+
+    /// Fault injection (tests and drills): every provider call fails as unreachable while set.
+    /// Calls to peers (`migrate`) are not affected.
+    public func setProvidersBlackholed(_ on: Bool) { blackholed.store(on, ordering: .relaxed) }
 
     public init(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 256) {
         var configuration = HTTPClient.Configuration()
@@ -125,7 +131,10 @@ public final class UpstreamClient: Service, Sendable {
     }
 
     /// Sends a call; the response body streams on. Throws `UpstreamFailure`.
-    public func send(_ call: UpstreamCall) async throws(UpstreamFailure) -> UpstreamResponse {
+    public func send(_ call: UpstreamCall, toPeer: Bool = false) async throws(UpstreamFailure) -> UpstreamResponse {
+        if !toPeer && blackholed.load(ordering: .relaxed) {
+            throw .connectFailed("provider address blackholed by fault injection")
+        }
         var request = HTTPClientRequest(url: call.url)
         request.method = .POST
         request.headers = call.headers
