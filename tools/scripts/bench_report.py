@@ -92,6 +92,44 @@ def main():
             " two real LMDB logs sharing 100,000 events spread over a day; a message is one direction of a round trip.",
             "",
         ]
+    g = load(folder, "gateway.json")
+    if g:
+        runs = g["runs"]
+        conns = g["connections"]
+        lines += [
+            "## Gateway (`bifrost-bench gateway`)",
+            "",
+            f"wrk against `POST /v1/chat/completions` for {g['seconds_per_run']} s per row: the mock provider direct, then"
+            " through one node, then through one node of a 3-node cluster (virtual key with a limit that never bites,"
+            " two weighted provider keys, every request writes its `ratelimit.increment` and `usage.recorded`)."
+            " wrk, the node(s) and the mock share the machine's cores.",
+            "",
+            "| path | connections | req/s | p50 | p99 | added p50 | overhead p50 / p99 | RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for label, name in [("direct", "mock direct"), ("one_node", "one node"), ("cluster_node", "3-node cluster node")]:
+            for c in [1, conns]:
+                r = runs.get(f"{label}_c{c}")
+                if not r:
+                    continue
+                added = "—" if "added_p50_ms" not in r else f"{r['added_p50_ms']:.3f} ms"
+                overhead = "—" if "overhead_p50_us" not in r else f"{r['overhead_p50_us']:.1f} / {r['overhead_p99_us']:.1f} µs"
+                rss = "—" if "rss_mib" not in r else f"{r['rss_mib']:.0f} MiB"
+                lines.append(f"| {name} | {c} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {added} | {overhead} | {rss} |")
+        cl = runs.get(f"cluster_node_c{conns}", {})
+        one = runs.get("one_node_c1", {})
+        lines += [
+            "",
+            "| target | measured | |",
+            "| --- | --- | --- |",
+            f"| ≥ 15,000 req/s at {conns} connections on a cluster node | {cl.get('requests_per_second', 0):,.0f} | {verdict(cl.get('requests_per_second', 0) >= 15_000)} |",
+            f"| added p50 ≤ 0.15 ms at 1 connection (one node) | {one.get('added_p50_ms', 99):.3f} ms | {verdict(one.get('added_p50_ms', 99) <= 0.15)} |",
+            f"| in-process overhead p50 ≤ 50 µs (cluster node, {conns} connections) | {cl.get('overhead_p50_us', 1e9):.1f} µs | {verdict(cl.get('overhead_p50_us', 1e9) <= 50)} |",
+            "",
+            "Overhead is the node's own `bifrost_gateway_overhead_seconds` histogram (request in to response out,"
+            " minus upstream calls and backoff), interpolated within buckets between two scrapes.",
+            "",
+        ]
     with open(out, "w") as f:
         f.write("\n".join(lines))
 
