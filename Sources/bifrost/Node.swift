@@ -36,6 +36,8 @@ final class Node: Sendable {
         // Only configuration documents signed by a trusted operator key are folded.
         settings.views.trustedConfigKeys = Set(
             config.admin.trustedKeys.compactMap { Data(base64Encoded: $0).map { Array($0) } })
+        settings.views.performanceWindowMillis = max(
+            1, UInt64(config.cluster.loadBalancing.performanceWindow / .milliseconds(1)))
         do {
             store = try EventStore.open(directory: dataDir, nodeName: nodeID, settings: settings)
         } catch let error as EventLogError {
@@ -163,6 +165,7 @@ final class Node: Sendable {
     func run() async throws {
         let router = Router()
         ClusterRoutes.register(on: router, status: self)
+        DashboardRoutes.register(on: router)
         GatewayRoutes.register(on: router, engine: engine)
         AdminRoutes.register(on: router, engine: engine)
         if faultInjection { registerFaultInjection(on: router) }
@@ -272,6 +275,16 @@ struct NodeCluster: GatewayCluster {
     }
 
     func reportUnreachable(_ name: String) { gossip.reportUnreachable(name) }
+
+    func membership(localName: String) -> ClusterMembership {
+        let members = gossip.members().map(\.member)
+        let live = members.filter { $0.status.isActive }.map(\.name)
+        return ClusterMembership(
+            live: (live.contains(localName) ? live : live + [localName]).sorted(),
+            known: max(1, members.filter { $0.status != .left }.count),
+            failed: members.filter { $0.status == .dead || $0.status == .suspect }.count,
+            convergenceMillis: sync.metrics().propagationP99Millis)
+    }
 
     func ownEventsAcknowledgedThrough() -> HLCTimestamp? {
         let local = NodeID(name: localName)

@@ -65,6 +65,7 @@ struct HealthService: Service {
                 health.residentMemoryBytes = rss
                 health.eventLoopLagMillis =
                     Double(lag.components.attoseconds) / 1e15 + Double(lag.components.seconds) * 1000
+                health.inFlightRequests = UInt32(clamping: node.engine.metrics.activeRequests)
                 health.logEvents = (try? node.store.reader.eventCount()) ?? 0
                 health.logBytes = UInt64(node.store.reader.usedBytes())
                 node.metrics.health.withLock { $0 = health }

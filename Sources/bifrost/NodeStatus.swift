@@ -74,19 +74,11 @@ extension Node: ClusterStatusSource {
         let failed = members.filter { $0.status == .dead || $0.status == .suspect }.count
         let syncMetrics = sync?.metrics()
         let gossipMetrics = gossip?.metrics()
-        var distribution: [String: JSONValue] = [:]
-        let names = (try? store.reader.nodeNames()) ?? [:]
         let view = store.viewSnapshot
         let now = SystemWallClock().nowMillis()
         // Share of requests admitted per node over the last five minutes of limit windows.
-        var perOrigin: [NodeID: UInt64] = [:]
-        for (key, counts) in view.limitCounters
-        where key.limitKey.hasPrefix("vk:") && key.windowStartMillis + 300_000 >= now {
-            for e in counts.entries { perOrigin[e.origin, default: 0] += e.count }
-        }
-        let sum = perOrigin.values.reduce(0, +)
-        for (origin, n) in perOrigin where sum > 0 {
-            distribution[names[origin] ?? origin.hex] = .double((Double(n) / Double(sum) * 1000).rounded() / 1000)
+        let distribution = engine.loadShares(view: view, nowMillis: now).mapValues {
+            JSONValue.double(($0 * 1000).rounded() / 1000)
         }
         return .object([
             "cluster_metrics": .object([
@@ -108,17 +100,41 @@ extension Node: ClusterStatusSource {
     }
 
     /// Alerts whose latest `alert.fired` event says firing, from the alerts view (every node's).
-    static func activeAlerts(_ view: ViewState) -> JSONValue {
+    /// A temporary circuit break is active until the time it carries.
+    static func activeAlerts(_ view: ViewState, nowMillis: UInt64 = SystemWallClock().nowMillis()) -> JSONValue {
         .array(
             view.alerts.keys.sorted().compactMap { key in
-                guard let alert = view.alerts[key], alert.value.firing else { return nil }
-                return .object([
-                    "rule": .string(key.rule), "scope": .string(key.scope), "firing": .bool(true),
-                    "value": .double(alert.value.value), "action": .string(alert.value.action),
-                    "detail": .string(alert.value.detail),
-                    "since": .string(EventJSON.rfc3339(millis: alert.event.hlc.wallMillis)),
-                ])
+                guard let alert = view.alerts[key], isActive(key, alert.value, nowMillis: nowMillis) else { return nil }
+                return alertJSON(key, alert)
             })
+    }
+
+    static func isActive(_ key: AlertKey, _ alert: AlertFired, nowMillis: UInt64) -> Bool {
+        guard alert.firing else { return false }
+        return key.rule != AlertEvaluator.temporaryBreakRule || UInt64(max(0, alert.value)) > nowMillis
+    }
+
+    static func alertJSON(_ key: AlertKey, _ alert: LWW<AlertFired>) -> JSONValue {
+        .object([
+            "rule": .string(key.rule), "scope": .string(key.scope), "firing": .bool(alert.value.firing),
+            "value": .double(alert.value.value), "action": .string(alert.value.action),
+            "detail": .string(alert.value.detail),
+            "since": .string(EventJSON.rfc3339(millis: alert.event.hlc.wallMillis)),
+            "event_id": .string("\(alert.event)"),
+        ])
+    }
+
+    /// `GET /cluster/alerts`: the alerts firing now and the latest transition of every rule and
+    /// subject ever seen, from the alerts view (so the same on every node once converged).
+    func alerts() async -> JSONValue {
+        let view = store.viewSnapshot
+        let now = SystemWallClock().nowMillis()
+        let keys = view.alerts.keys.sorted()
+        return .object([
+            "node_id": .string(nodeName),
+            "active": Self.activeAlerts(view, nowMillis: now),
+            "latest": .array(keys.map { Self.alertJSON($0, view.alerts[$0]!) }),
+        ])
     }
 
     func recentEvents(limit: Int) async -> JSONValue {
@@ -264,6 +280,13 @@ extension Node: ClusterStatusSource {
             metrics.gauge(
                 "bifrost_sync_propagation_p99_ms", s.propagationP99Millis ?? 0, help: "Event propagation latency p99")
         }
+        var firing: [String: Int] = [:]
+        let view = store.viewSnapshot
+        let now = SystemWallClock().nowMillis()
+        for (key, alert) in view.alerts where Self.isActive(key, alert.value, nowMillis: now) {
+            firing[key.rule, default: 0] += 1
+        }
+        engine.metrics.alertsFiring(firing, rules: Set(view.alerts.keys.map(\.rule)))
         var out: [UInt8] = []
         metrics.registry.emit(into: &out)
         return out

@@ -119,8 +119,17 @@ public struct BifrostConfig: Sendable, Equatable {
 
     public struct LoadBalancing: Sendable, Equatable {
         public var algorithm: Algorithm = .weightedRoundRobin
+        /// How often the weight controller and the alert rules evaluate (`health_check_interval`).
         public var healthCheckInterval: Duration = .seconds(10)
         public var weightAdjustment: WeightAdjustment = .auto
+        /// Least time between two controller changes of one key's weight (`adjustment_interval`).
+        public var adjustmentInterval: Duration = .seconds(60)
+        /// Width of the key-performance windows the controller and alerts judge
+        /// (`performance_window`). Folded into the views, so it must be the same on every node.
+        public var performanceWindow: Duration = .seconds(60)
+        /// Requests in the recent windows before a key's error rate or latency is judged
+        /// (`min_samples`).
+        public var minSamples: Int = 20
     }
 
     public struct Encryption: Sendable, Equatable {
@@ -235,6 +244,9 @@ public struct BifrostConfig: Sendable, Equatable {
     public var gateway = GatewaySettings()
     public var admin = Admin()
     public var alerts: [AlertRule] = []
+    /// Receives every fired and cleared alert as a JSON POST (`alert_webhook`), from the node
+    /// that recorded it.
+    public var alertWebhook: String?
 
     public init() {}
 }

@@ -45,6 +45,13 @@ extension BifrostConfig {
                 return rule
             }
         }
+        if let url = try r.string("alert_webhook") {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil
+            else {
+                throw ConfigError(path: "alert_webhook", "expected an http(s) URL, got \"\(url)\"")
+            }
+            config.alertWebhook = url
+        }
         try r.finish()
         try config.validate()
         return config
@@ -122,6 +129,18 @@ extension BifrostConfig {
                 try l.duration("health_check_interval") ?? cluster.loadBalancing.healthCheckInterval
             cluster.loadBalancing.weightAdjustment =
                 try l.enumValue("weight_adjustment", WeightAdjustment.self) ?? cluster.loadBalancing.weightAdjustment
+            cluster.loadBalancing.adjustmentInterval =
+                try l.duration("adjustment_interval") ?? cluster.loadBalancing.adjustmentInterval
+            cluster.loadBalancing.performanceWindow =
+                try l.duration("performance_window") ?? cluster.loadBalancing.performanceWindow
+            cluster.loadBalancing.minSamples =
+                try l.int("min_samples", in: 1...1_000_000) ?? cluster.loadBalancing.minSamples
+            for (field, d) in [
+                ("health_check_interval", cluster.loadBalancing.healthCheckInterval),
+                ("performance_window", cluster.loadBalancing.performanceWindow),
+            ] where d < .milliseconds(100) {
+                throw ConfigError(path: l.child(field), "must be at least 100ms")
+            }
             try l.finish()
         }
         if var e = try c.object("encryption") {
@@ -265,6 +284,17 @@ extension BifrostConfig {
         var names = Set<String>()
         for (i, vk) in virtualKeys.enumerated() where !names.insert(vk.name).inserted {
             throw ConfigError(path: "virtual_keys[\(i)].name", "virtual key \"\(vk.name)\" is defined twice")
+        }
+        var ruleNames = Set<String>()
+        for (i, rule) in alerts.enumerated() {
+            guard ruleNames.insert(rule.name).inserted else {
+                throw ConfigError(path: "alerts[\(i)].name", "alert rule \"\(rule.name)\" is defined twice")
+            }
+            do {
+                try rule.validate()
+            } catch {
+                throw ConfigError(path: "alerts[\(i)].\(error.field)", error.description)
+            }
         }
         if cluster.nodeID.isEmpty { throw ConfigError(path: "cluster.node_id", "must not be empty") }
         if cluster.gossip.port == cluster.bindAddress.port {

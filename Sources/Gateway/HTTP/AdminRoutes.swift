@@ -68,6 +68,7 @@ public enum AdminRoutes {
                 return error.response(api: .openAI)
             }
             let id = try await engine.store.append(.weightChanged(change))
+            engine.metrics.weightChanged(actor: "operator")
             return await written(id, kind: "weight.changed", request: request, engine: engine)
         }
     }

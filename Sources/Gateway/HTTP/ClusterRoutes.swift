@@ -23,6 +23,8 @@ public protocol ClusterStatusSource: Sendable {
     /// `GET /cluster/events`: the newest `limit` events of this node's log, newest first, each
     /// rendered as `bifrost-dump` renders it (secrets redacted) plus a one-line `summary`.
     func recentEvents(limit: Int) async -> JSONValue
+    /// `GET /cluster/alerts`: `{"active": [...], "latest": [...]}` from the alerts view.
+    func alerts() async -> JSONValue
 }
 
 /// `GET /health`, `/cluster/nodes`, `/cluster/metrics`, `/cluster/log`, `/cluster/events`, `/metrics`.
@@ -42,6 +44,7 @@ public enum ClusterRoutes {
         router.get("cluster/nodes") { _, _ -> Response in json(await status.nodes()) }
         router.get("cluster/metrics") { _, _ -> Response in json(await status.clusterMetrics()) }
         router.get("cluster/log") { _, _ -> Response in json(await status.logSummary()) }
+        router.get("cluster/alerts") { _, _ -> Response in json(await status.alerts()) }
         router.get("cluster/events") { request, _ -> Response in
             var limit = eventsLimitDefault
             if let text = request.uri.queryParameters.get("limit") {

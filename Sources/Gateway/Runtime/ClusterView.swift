@@ -16,6 +16,8 @@ public protocol GatewayCluster: Sendable {
     func migrationTargets() -> [(name: String, apiAddress: String)]
     /// A peer did not answer an inter-node request in time (the request-timeout detector).
     func reportUnreachable(_ name: String)
+    /// Live members by name (for rendezvous ownership), known and failed counts, convergence.
+    func membership(localName: String) -> ClusterMembership
 }
 
 /// A node alone: every committed event is confirmed.
@@ -26,6 +28,9 @@ public struct SingleNodeCluster: GatewayCluster {
     public func ownEventsAcknowledgedThrough() -> HLCTimestamp? { .max }
     public func migrationTargets() -> [(name: String, apiAddress: String)] { [] }
     public func reportUnreachable(_ name: String) {}
+    public func membership(localName: String) -> ClusterMembership {
+        ClusterMembership(live: [localName], known: 1, failed: 0, convergenceMillis: nil)
+    }
 }
 
 /// Admissions committed but not yet known to be at every live peer, oldest first: pairs of the

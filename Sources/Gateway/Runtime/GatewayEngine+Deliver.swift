@@ -170,6 +170,8 @@ extension GatewayEngine {
                 }
             }
         }
+        // A request that ended on a failed attempt was recorded with that attempt.
+        guard !(record.failedAttemptRecorded && record.outcome != .success) else { return }
         let micros = total.components.seconds * 1_000_000 + total.components.attoseconds / 1_000_000_000_000
         recorder.record(
             .usageRecorded(

@@ -17,6 +17,9 @@ struct RequestRecord: Sendable {
     var outcome = UsageOutcome.success
     var usage = Usage()
     var upstreamTime: Duration = .zero
+    /// The last attempt failed and its `usage.recorded` is written already; the request's own
+    /// record would count that failure twice.
+    var failedAttemptRecorded = false
 }
 
 extension GatewayEngine {
@@ -241,6 +244,7 @@ extension GatewayEngine {
                 return .response(error.response(api: api), isStream: false)
             }
             record.target = target
+            record.failedAttemptRecorded = false
             tried.insert(target.keyID)
             let call = provider.call(
                 request.endpoint.upstream, api: upstreamAPI, secret: secret, body: body, stream: request.stream)
@@ -271,6 +275,8 @@ extension GatewayEngine {
                     targetRules: targetRules, record: &record, sent: sent)
             }
             record.upstreamTime += ContinuousClock.now - sent
+            recordFailedAttempt(target, outcome: outcome, latency: ContinuousClock.now - sent)
+            record.failedAttemptRecorded = true
             if let response {
                 let detail = await errorDetail(response)
                 failures.append("\(target.keyID): HTTP \(response.status)\(detail.isEmpty ? "" : " (\(detail))")")
@@ -297,6 +303,29 @@ extension GatewayEngine {
             return .exhausted(.rateLimited(limitRejection))
         }
         return .exhausted(nil)
+    }
+
+    /// A failed attempt counts against its key's error rate even when another key then serves
+    /// the request: the weight controller and the alert rules judge keys by these. No limit keys,
+    /// so token counters are untouched.
+    func recordFailedAttempt(_ target: ModelTarget, outcome: UpstreamOutcome, latency: Duration) {
+        let (status, usageOutcome): (Int, UsageOutcome) =
+            switch outcome {
+            case .success: (200, .success)
+            case .status(429): (429, .rateLimited)
+            case .status(let s): (s, s >= 500 ? .upstreamError : .clientError)
+            case .timeout: (504, .timeout)
+            case .connectFailed: (502, .upstreamError)
+            }
+        let now = wallClock.nowMillis()
+        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
+        recorder.record(
+            .usageRecorded(
+                UsageRecorded(
+                    requestID: "", keyID: target.keyID, model: target.model, limitKeys: [],
+                    windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000, tokensIn: 0, tokensOut: 0,
+                    latencyMicros: UInt32(clamping: micros), status: UInt16(clamping: status),
+                    outcome: usageOutcome)))
     }
 
     /// The first bytes of an upstream error body, for the failure summary (no secrets: providers

@@ -111,7 +111,7 @@ public final class GatewayEngine: Service, Sendable {
                 for await batch in feed.cancelOnGracefulShutdown() {
                     let relevant = batch.contains {
                         switch $0.event.payload {
-                        case .configUpdated, .weightChanged: true
+                        case .configUpdated, .weightChanged, .alertFired: true
                         default: false
                         }
                     }
@@ -125,6 +125,7 @@ public final class GatewayEngine: Service, Sendable {
                 }
             }
             group.addTask { try? await self.recorder.run() }
+            group.addTask { await self.runControlLoop() }
         }
     }
 

@@ -19,96 +19,145 @@ public final class GatewayMetrics: Sendable {
         .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
     ]
 
+    static func name(_ metricName: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: metricName, unitName: "", helpText: help)
+    }
+
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
     }
 
     public func requestFinished(provider: String, model: String, key: String, status: Int) {
         registry.makeCounter(
-            name: "bifrost_requests_total",
-            labels: [("provider", provider), ("model", model), ("key", key), ("status", String(status))],
-            help: "Client requests by provider, model, model-key id and HTTP status returned"
+            descriptor: Self.name(
+                "bifrost_requests_total",
+                help: "Client requests by provider, model, model-key id and HTTP status returned"),
+            labels: [("provider", provider), ("model", model), ("key", key), ("status", String(status))]
         ).increment()
     }
 
     public func upstreamLatency(_ d: Duration, provider: String) {
         registry.makeDurationHistogram(
-            name: "bifrost_upstream_latency_seconds", labels: [("provider", provider)],
-            buckets: Self.latencyBuckets, help: "Upstream call duration (to the end of the response)"
+            descriptor: Self.name(
+                "bifrost_upstream_latency_seconds", help: "Upstream call duration (to the end of the response)"),
+            labels: [("provider", provider)],
+            buckets: Self.latencyBuckets
         ).record(d)
     }
 
     public func overhead(_ d: Duration) {
         registry.makeDurationHistogram(
-            name: "bifrost_gateway_overhead_seconds", labels: [], buckets: Self.overheadBuckets,
-            help: "Time spent in the gateway per request, excluding upstream calls and backoff"
+            descriptor: Self.name(
+                "bifrost_gateway_overhead_seconds",
+                help: "Time spent in the gateway per request, excluding upstream calls and backoff"), labels: [],
+            buckets: Self.overheadBuckets
         ).record(d)
     }
 
     public func timeToFirstToken(_ d: Duration, provider: String) {
         registry.makeDurationHistogram(
-            name: "bifrost_stream_time_to_first_token_seconds", labels: [("provider", provider)],
-            buckets: Self.latencyBuckets, help: "Stream start to the first content chunk"
+            descriptor: Self.name(
+                "bifrost_stream_time_to_first_token_seconds", help: "Stream start to the first content chunk"),
+            labels: [("provider", provider)],
+            buckets: Self.latencyBuckets
         ).record(d)
     }
 
     public func tokens(input: Int, output: Int, provider: String, model: String) {
         if input > 0 {
             registry.makeCounter(
-                name: "bifrost_tokens_total",
-                labels: [("provider", provider), ("model", model), ("direction", "input")],
-                help: "Tokens used, by direction"
+                descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
+                labels: [("provider", provider), ("model", model), ("direction", "input")]
             ).increment(by: Int64(input))
         }
         if output > 0 {
             registry.makeCounter(
-                name: "bifrost_tokens_total",
-                labels: [("provider", provider), ("model", model), ("direction", "output")],
-                help: "Tokens used, by direction"
+                descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
+                labels: [("provider", provider), ("model", model), ("direction", "output")]
             ).increment(by: Int64(output))
         }
     }
 
     public func retry(reason: String) {
         registry.makeCounter(
-            name: "bifrost_retries_total", labels: [("reason", reason)], help: "Upstream attempts retried, by reason"
+            descriptor: Self.name("bifrost_retries_total", help: "Upstream attempts retried, by reason"),
+            labels: [("reason", reason)]
         ).increment()
     }
 
     public func fallback(from: String, to: String) {
         registry.makeCounter(
-            name: "bifrost_fallbacks_total", labels: [("from", from), ("to", to)],
-            help: "Requests that fell back to another model"
+            descriptor: Self.name("bifrost_fallbacks_total", help: "Requests that fell back to another model"),
+            labels: [("from", from), ("to", to)]
         ).increment()
     }
 
     public func limitRejected(scope: String, unit: String) {
         registry.makeCounter(
-            name: "bifrost_limit_rejections_total", labels: [("scope", scope), ("unit", unit)],
-            help: "Requests refused by a rate limit (scope vk/pk/pm, unit requests/tokens)"
+            descriptor: Self.name(
+                "bifrost_limit_rejections_total",
+                help: "Requests refused by a rate limit (scope vk/pk/pm, unit requests/tokens)"),
+            labels: [("scope", scope), ("unit", unit)]
         ).increment()
     }
 
     public func breakerState(key: String, state: String) {
         for s in ["closed", "open", "half_open"] {
             registry.makeGauge(
-                name: "bifrost_breaker_state", labels: [("key", key), ("state", s)],
-                help: "Circuit breaker state per provider key (1 for the current state)"
+                descriptor: Self.name(
+                    "bifrost_breaker_state", help: "Circuit breaker state per provider key (1 for the current state)"),
+                labels: [("key", key), ("state", s)]
             ).set(Double(s == state ? 1 : 0))
         }
     }
 
     public func migration(strategy: String, outcome: String) {
         registry.makeCounter(
-            name: "bifrost_request_migrations_total", labels: [("strategy", strategy), ("outcome", outcome)],
-            help: "Requests this node tried to migrate to a peer, by strategy and outcome"
+            descriptor: Self.name(
+                "bifrost_request_migrations_total",
+                help: "Requests this node tried to migrate to a peer, by strategy and outcome"),
+            labels: [("strategy", strategy), ("outcome", outcome)]
+        ).increment()
+    }
+
+    public func weightChanged(actor: String) {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "bifrost_weight_changes_total",
+                help: "weight.changed events this node recorded, by actor (controller or operator)"),
+            labels: [("actor", actor)]
+        ).increment()
+    }
+
+    public func alertTransition(rule: String, firing: Bool) {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "bifrost_alert_transitions_total", help: "alert.fired events this node recorded, by rule and transition"
+            ), labels: [("rule", rule), ("state", firing ? "fired" : "cleared")]
+        ).increment()
+    }
+
+    /// Alerts firing per rule, from the alerts view (every node's transitions).
+    public func alertsFiring(_ byRule: [String: Int], rules: Set<String>) {
+        for rule in rules.union(byRule.keys) {
+            registry.makeGauge(
+                descriptor: Self.name("bifrost_alerts_firing", help: "Alerts firing now, by rule"),
+                labels: [("rule", rule)]
+            ).set(Double(byRule[rule] ?? 0))
+        }
+    }
+
+    public func webhookFailed() {
+        registry.makeCounter(
+            descriptor: Self.name("bifrost_alert_webhook_failures_total", help: "Alert webhook deliveries that failed")
         ).increment()
     }
 
     public func configRejected() {
         registry.makeCounter(
-            name: "bifrost_config_updates_rejected_total",
-            help: "Configuration updates refused (signature or validation)"
+            descriptor: Self.name(
+                "bifrost_config_updates_rejected_total", help: "Configuration updates refused (signature or validation)"
+            )
         ).increment()
     }
 
@@ -116,13 +165,17 @@ public final class GatewayMetrics: Sendable {
     @discardableResult
     public func requestStarted() -> Int {
         let n = active.add(1, ordering: .relaxed).newValue
-        registry.makeGauge(name: "bifrost_active_requests", help: "Requests in progress").set(Double(n))
+        registry.makeGauge(
+            descriptor: Self.name("bifrost_active_requests", help: "Requests in progress")
+        ).set(Double(n))
         return n
     }
 
     public func requestEnded() {
         let n = active.subtract(1, ordering: .relaxed).newValue
-        registry.makeGauge(name: "bifrost_active_requests", help: "Requests in progress").set(Double(n))
+        registry.makeGauge(
+            descriptor: Self.name("bifrost_active_requests", help: "Requests in progress")
+        ).set(Double(n))
     }
 
     public var activeRequests: Int { active.load(ordering: .relaxed) }

@@ -8,6 +8,8 @@ struct RoutingState {
     private(set) var weights: [String: Double] = [:]
     private var rotations: [String: SmoothWeightedRoundRobin] = [:]
     private(set) var breakers: [String: CircuitBreaker] = [:]
+    /// The end of the last temporary break applied per key, so a refresh applies each once.
+    private var breakersForcedUntil: [String: UInt64] = [:]
     let settings: CircuitBreaker.Settings
 
     init(runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings) {
@@ -26,6 +28,16 @@ struct RoutingState {
         self.weights = weights
         for name in rotations.keys {
             rotations[name]!.setWeights(weights)
+        }
+        // The weight controller's temporary breaks hold on every node: each is an alert whose
+        // value is the end of the break (Unix ms).
+        for (key, alert) in views.alerts
+        where key.rule == ControlLoop.temporaryBreakRule && alert.value.firing && weights[key.scope] != nil {
+            let until = UInt64(max(0, alert.value.value))
+            if case .open(let current) = breakers[key.scope]?.state, current >= until { continue }
+            if breakersForcedUntil[key.scope] == until { continue }
+            breakers[key.scope, default: CircuitBreaker(settings: settings)].forceOpen(untilMillis: until)
+            breakersForcedUntil[key.scope] = until
         }
     }
 

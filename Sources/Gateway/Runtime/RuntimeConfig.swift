@@ -55,6 +55,7 @@ public final class RuntimeConfig: Sendable {
         merged.virtualKeys = update.virtualKeys
         merged.gateway = update.gateway
         merged.alerts = update.alerts
+        merged.alertWebhook = update.alertWebhook
         return try RuntimeConfig(merged, sourceEvent: sourceEvent, environment: environment)
     }
 
