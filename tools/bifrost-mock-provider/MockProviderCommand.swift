@@ -26,7 +26,7 @@ struct MockProviderCommand: AsyncParsableCommand {
 
             The mock's own paths: GET /health answers {"status":"ok"}; GET /mock/stats counts \
             requests by path, status, model and key (only the key's last 4 characters); POST \
-            /mock/reset clears those counters.
+            /mock/reset clears those counters. PUT /mock/keys/<last 4 characters of a key> with             {"status": 503} and/or {"latency_ms": 400} makes that upstream key fail or slow down             (a key fault, checked after the key); DELETE on the same path clears it.
 
             Once it accepts connections it prints one line to standard output, \
             "bifrost-mock-provider listening on http://HOST:PORT", and it serves until SIGTERM or \

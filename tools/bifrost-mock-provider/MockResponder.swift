@@ -126,8 +126,11 @@ final class MockProvider: Sendable {
             outcome = .failure(
                 MockError(status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path)."))
         } else if let key {
+            let fault = state.withLock { $0.keyFaults[keySuffix] }
             if key.hasPrefix("bad-") {
                 outcome = .failure(.invalidKey(flavor, suffix: keySuffix))
+            } else if let status = fault?.status {
+                outcome = .failure(.forced(status))
             } else {
                 let admission = state.withLock { $0.onRequest(nowSeconds: now) }
                 rateLimit = admission.rateLimit
@@ -141,9 +144,13 @@ final class MockProvider: Sendable {
             outcome = .failure(.missingKey(flavor))
         }
 
+        let keyLatency = state.withLock {
+            $0.keyFaults[Self.suffix(of: Self.apiKey(request.headers, endpoint.flavor))]
+        }?
+        .latency
         let latency =
             request.headers[HeaderName.mockLatencyMs].flatMap(Int.init).map { Duration.milliseconds($0) }
-            ?? settings.latency
+            ?? keyLatency ?? settings.latency
         if latency > .zero {
             try? await Task.sleep(for: latency)
         }
@@ -282,6 +289,28 @@ final class MockProvider: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
     }
 
+    /// `PUT /mock/keys/{suffix}` with `{"status": 500}` and/or `{"latency_ms": 300}` makes the
+    /// requests of the key ending in `suffix` fail or slow down; `DELETE` clears it.
+    func setKeyFault(_ request: Request, suffix: String) async -> Response {
+        var fault: KeyFault?
+        if request.method == .put {
+            let body = (try? await request.body.collect(upTo: 4096)).map { Array(buffer: $0) } ?? []
+            let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
+            let status = (object["status"] as? NSNumber)?.intValue
+            let latency = (object["latency_ms"] as? NSNumber).map { Duration.milliseconds($0.intValue) }
+            guard status.map({ (400...599).contains($0) }) ?? true, status != nil || latency != nil else {
+                let error = MockError(
+                    status: 400, message: #"expected {"status": 400...599} and/or {"latency_ms": N}"#)
+                return Response(
+                    status: .badRequest, headers: [.contentType: "application/json"],
+                    body: ResponseBody(byteBuffer: error.body(.openAI)))
+            }
+            fault = KeyFault(status: status, latency: latency)
+        }
+        state.withLock { $0.setFault(fault, keySuffix: suffix) }
+        return Self.okResponse
+    }
+
     func resetStats() -> Response {
         state.withLock { $0.onReset() }
         return Self.okResponse
@@ -328,6 +357,8 @@ struct MockResponder: HTTPResponder {
         case (.get, "/health"): return MockProvider.okResponse
         case (.get, "/mock/stats"): return provider.statsResponse()
         case (.post, "/mock/reset"): return provider.resetStats()
+        case (.put, _) where path.hasPrefix("/mock/keys/"), (.delete, _) where path.hasPrefix("/mock/keys/"):
+            return await provider.setKeyFault(request, suffix: String(path.dropFirst("/mock/keys/".count)))
         default:
             let flavor: Flavor = path.hasPrefix("/v1/messages") ? .anthropic : .openAI
             let error = MockError(status: 404, message: "Invalid URL (\(request.method) \(path))")

@@ -24,6 +24,12 @@ struct RateLimitStatus: Sendable, Equatable {
     var resetAtSeconds: Int64
 }
 
+/// A fault for the requests of one upstream key: answer with `status`, or wait `latency` first.
+struct KeyFault: Sendable, Equatable {
+    var status: Int?
+    var latency: Duration?
+}
+
 /// What `MockState.onRequest` decides for a request that passed the key check.
 struct Admission: Sendable, Equatable {
     enum Verdict: Sendable, Equatable {
@@ -51,6 +57,8 @@ struct MockState {
     private var windowMinute: Int64 = .min
     private var windowCount = 0
     private(set) var stats = MockStats()
+    /// Faults set through `PUT /mock/keys/{suffix}`, by the key's last 4 characters.
+    private(set) var keyFaults: [String: KeyFault] = [:]
 
     init(settings: MockSettings) {
         self.errorRate = settings.errorRate
@@ -93,6 +101,8 @@ struct MockState {
         }
         return RateLimitStatus(limit: nil, remaining: 0, resetAfterSeconds: 1, resetAtSeconds: nowSeconds + 1)
     }
+
+    mutating func setFault(_ fault: KeyFault?, keySuffix: String) { keyFaults[keySuffix] = fault }
 
     /// Records a response for `GET /mock/stats`.
     mutating func onResponse(path: String, status: Int, keySuffix: String, model: String?) {
