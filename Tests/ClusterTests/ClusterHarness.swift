@@ -143,6 +143,55 @@ final class ClusterHarness: @unchecked Sendable {
 
     func stopMock() async { await terminate("mock") }
 
+    /// haproxy in front of every node: round robin, /health checks every 200 ms, and retries of
+    /// refused connections and 502/503/504 on another node (the balancer's own retry).
+    func startBalancer() throws -> String {
+        var port = 0
+        for _ in 0..<50 {
+            let candidate = Int.random(in: 46_000...60_000)
+            if Self.portFree(candidate, udp: false) {
+                port = candidate
+                break
+            }
+        }
+        let servers = nodes.map { "  server \($0.name) 127.0.0.1:\($0.apiPort) check" }.joined(separator: "\n")
+        let config = """
+            global
+              maxconn 4096
+            defaults
+              mode http
+              timeout connect 1s
+              timeout client 30s
+              timeout server 30s
+              retries 3
+              option redispatch 1
+              retry-on conn-failure empty-response response-timeout 502 503 504
+            frontend bifrost
+              bind 127.0.0.1:\(port)
+              default_backend nodes
+            backend nodes
+              balance roundrobin
+              option httpchk GET /health
+              http-check expect status 200
+              default-server inter 200ms fall 1 rise 2
+            \(servers)
+
+            """
+        let path = root + "/haproxy.cfg"
+        try Data(config.utf8).write(to: URL(fileURLWithPath: path))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
+        process.arguments = ["-db", "-f", path]
+        let logPath = root + "/haproxy.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        lock.withLock { processes["balancer"] = process }
+        return "http://127.0.0.1:\(port)"
+    }
+
     /// Sends a signal without waiting for the process to exit.
     func signal(_ name: String, _ signal: Int32) {
         guard let p = process(name), p.isRunning else { return }
@@ -201,6 +250,7 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     func stopAll() async {
+        await terminate("balancer")
         for node in nodes { await terminate(node.name) }
         await terminate("mock")
     }
@@ -246,6 +296,38 @@ final class ClusterHarness: @unchecked Sendable {
         p.waitUntilExit()
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
+
+    /// `bifrost-dump <data-dir> --kind <kind> --format jsonl`, one object per event.
+    func dumpEvents(_ name: String, kind: String) throws -> [[String: Any]] {
+        let p = Process()
+        p.executableURL = binDir.appendingPathComponent("bifrost-dump")
+        p.arguments = [spec(name).dataDir, "--kind", kind, "--format", "jsonl"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    /// A request with a JSON body and a bearer token to any URL (the mock's controls, the admin API).
+    func send(_ method: String, _ url: String, token: String? = nil, body: String? = nil) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = Data(body.utf8)
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    func url(_ name: String, _ path: String) -> String { "http://127.0.0.1:\(spec(name).apiPort)\(path)" }
 
     /// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
     func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async -> Bool {
