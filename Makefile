@@ -9,11 +9,11 @@ BENCH_OUT    ?= bench/out
 BENCH_EVENTS ?= 1000000
 VENV         ?= .venv
 PYTHON       ?= python3
-SDK_PACKAGES := openai anthropic pytest
+SDK_PACKAGES := openai anthropic pytest pyyaml
 
-APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config
+APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium
 
-.PHONY: all deps venv build build-tests test test-swift test-sdk run demo-eventlog sim bench lint format clean
+.PHONY: all deps venv build build-tests test test-swift test-sdk run demo-eventlog sim bench faults lint format clean
 
 all: build
 
@@ -29,7 +29,7 @@ deps:
 ## venv: a Python virtualenv with the official OpenAI and Anthropic SDKs and pytest (for test-sdk).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed:
+$(VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(SDK_PACKAGES)
 	touch $@
@@ -49,7 +49,7 @@ test-swift: build-tests
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
 test-sdk: build-tests venv
-	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/sdk
+	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/sdk Tests/deploy
 
 ## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948) behind the mock provider (18080); Ctrl-C stops it.
 run: build
@@ -65,8 +65,14 @@ sim: build
 
 ## bench: release build, then every benchmark; writes $(BENCH_OUT)/*.json and docs/BENCHMARKS.md.
 bench: deps
+	@command -v wrk >/dev/null || (SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; $$SUDO apt-get install -y -qq wrk >/dev/null)
 	$(SWIFT) build -c release $(BUILD_FLAGS)
 	BIN=$(RELEASE_DIR) BENCH_OUT=$(BENCH_OUT) BENCH_EVENTS=$(BENCH_EVENTS) tools/scripts/bench.sh
+
+## faults: the fault suite with full phases (30 s partition); figures go into the bench report.
+faults: build-tests
+	BIFROST_FAULTS_FULL=1 BIFROST_FAULTS_OUT=$(abspath $(BENCH_OUT)) $(SWIFT) test --skip-build --filter 'FaultSuiteTests|FailoverTests'
+	python3 tools/scripts/bench_report.py $(BENCH_OUT) docs/BENCHMARKS.md
 
 ## lint: check formatting against .swift-format.
 lint:

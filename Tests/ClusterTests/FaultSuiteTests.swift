@@ -28,6 +28,23 @@ import Testing
 
     static let adminToken = "admin-fault-suite"
 
+    /// Writes a test's figures to `$BIFROST_FAULTS_OUT/faults-<name>.json` for the bench report
+    /// (`make faults`); does nothing otherwise.
+    static func report(_ name: String, _ figures: [String: Any]) {
+        guard let dir = ProcessInfo.processInfo.environment["BIFROST_FAULTS_OUT"] else { return }
+        var figures = figures
+        figures["phase_seconds"] = phase.components.seconds
+        figures["full"] = full
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if let data = try? JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]) {
+            try? data.write(to: URL(fileURLWithPath: "\(dir)/faults-\(name).json"))
+        }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
     /// Fast controller timings so a decision, its replication and the recovery fit a test.
     static func adaptiveConfig(mock: String) -> String {
         """
@@ -111,6 +128,12 @@ import Testing
         print(
             "fault kill -9: \(outcome.ok) ok, \(outcome.failures) client errors, detection \(detection), served by \(outcome.byNode)"
         )
+        Self.report(
+            "kill",
+            [
+                "ok": outcome.ok, "client_errors": outcome.failures, "detection_seconds": Self.seconds(detection),
+                "served_by": outcome.byNode, "served_by_killed_after_kill": afterKill,
+            ])
         #expect(outcome.failures == 0, "clients saw errors: \(outcome.statuses), transport \(outcome.transportErrors)")
         #expect(outcome.ok > Self.rate, "too little load went through: \(outcome.ok)")
         #expect(dead, "node-2 was not declared dead")
@@ -139,6 +162,7 @@ import Testing
         }
         let outcome = await load.stop()
         print("fault rolling restart: \(outcome.ok) ok, \(outcome.failures) client errors, served by \(outcome.byNode)")
+        Self.report("rolling", ["ok": outcome.ok, "client_errors": outcome.failures, "served_by": outcome.byNode])
         #expect(outcome.failures == 0, "clients saw errors: \(outcome.statuses), transport \(outcome.transportErrors)")
         #expect(outcome.ok > Self.rate)
         await harness.stopAll()
@@ -208,6 +232,12 @@ import Testing
             #expect(
                 Set(theirs) == Set(changes.compactMap { $0["hlc"] as? NSNumber }), "\(n) holds other weight changes")
         }
+        Self.report(
+            "weights",
+            [
+                "ok": outcome.ok, "client_errors": outcome.failures, "controller_changes": changes.count,
+                "deciders": actors.sorted(), "reduced_within_bound": reduced, "restored": restored,
+            ])
         print(
             "fault weights: \(changes.count) controller changes by \(actors.first ?? "?"), \(outcome.ok) ok, \(outcome.failures) errors"
         )
@@ -282,6 +312,15 @@ import Testing
         print(
             "fault partition: \(admitted) admitted of limit \(Self.partitionLimit) (overshoot \(overshoot), \(String(format: "%.1f", Double(overshoot) * 100 / Double(Self.partitionLimit))) %), convergence \(convergence), statuses \(outcome.statuses)"
         )
+        Self.report(
+            "partition",
+            [
+                "partition_seconds": Self.seconds(partition), "limit": Self.partitionLimit, "admitted": admitted,
+                "bound": bound, "overshoot": overshoot,
+                "overshoot_pct": Double(overshoot) * 100 / Double(Self.partitionLimit),
+                "convergence_seconds_after_heal": Self.seconds(convergence), "converged": converged,
+                "statuses": Dictionary(uniqueKeysWithValues: outcome.statuses.map { ("\($0.key)", $0.value) }),
+            ])
         #expect(admitted <= bound, "admitted \(admitted) > bound \(bound)")
         #expect(admitted >= Self.partitionLimit / 2, "the limit starved the cluster: \(admitted)")
         #expect(outcome.statuses.keys.allSatisfy { $0 == 200 || $0 == 429 }, "\(outcome.statuses)")

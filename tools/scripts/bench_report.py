@@ -130,6 +130,33 @@ def main():
             " minus upstream calls and backoff), interpolated within buckets between two scrapes.",
             "",
         ]
+    faults = {name: load(folder, f"faults-{name}.json") for name in ["kill", "rolling", "weights", "partition"]}
+    if any(faults.values()):
+        lines += [
+            "## Fault suite (`make faults`)",
+            "",
+            "Real `bifrost serve` processes (debug build) behind haproxy with health checks, the mock provider"
+            " upstream; load from one client process; gossip at 200 ms with detection_threshold 2.",
+            "",
+            "| fault | figures |",
+            "| --- | --- |",
+        ]
+        k = faults["kill"]
+        if k:
+            lines.append(f"| kill -9 one of 3 under ~500 req/s | {k['client_errors']} client errors of {k['ok'] + k['client_errors']:,} requests;"
+                         f" dead declared after {k['detection_seconds']:.2f} s; served by {k['served_by']} |")
+        r = faults["rolling"]
+        if r:
+            lines.append(f"| rolling restart of all 3 under load | {r['client_errors']} client errors of {r['ok'] + r['client_errors']:,} requests |")
+        w = faults["weights"]
+        if w:
+            lines.append(f"| one key failing at the provider | {w['controller_changes']} weight changes, all by {', '.join(w['deciders'])};"
+                         f" reduced on every node: {w['reduced_within_bound']}; restored: {w['restored']}; {w['client_errors']} client errors |")
+        p = faults["partition"]
+        if p:
+            lines.append(f"| one node partitioned {p['partition_seconds']:.0f} s under load (`scale`) | {p['admitted']} admitted of a {p['limit']} RPM limit"
+                         f" (overshoot {p['overshoot']}, {p['overshoot_pct']:.1f} %; bound {p['bound']}); digests identical {p['convergence_seconds_after_heal']:.2f} s after the heal |")
+        lines.append("")
     with open(out, "w") as f:
         f.write("\n".join(lines))
 
