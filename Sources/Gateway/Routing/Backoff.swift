@@ -12,7 +12,9 @@ public struct Backoff: Sendable, Equatable {
     /// Delay before retry number `attempt` (0 for the first retry).
     public func delayMillis(attempt: Int, using rng: inout some RandomNumberGenerator) -> UInt64 {
         let shift = UInt64(min(max(attempt, 0), 30))
-        let ceiling = min(capMillis, baseMillis << shift)
+        // base × 2ⁿ saturates at the cap instead of wrapping when it does not fit in 64 bits.
+        let (scaled, overflow) = baseMillis.multipliedReportingOverflow(by: 1 << shift)
+        let ceiling = overflow ? capMillis : min(capMillis, scaled)
         return ceiling == 0 ? 0 : UInt64.random(in: 0...ceiling, using: &rng)
     }
 }
