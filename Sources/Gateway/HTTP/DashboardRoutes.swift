@@ -130,6 +130,11 @@ public enum DashboardRoutes {
         }
         .load-row .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
         .load-row .value { text-align: right; font-variant-numeric: tabular-nums; }
+        /* The alerts panel is a third of the width: a rule's scope and action sit under its
+           name, and long names wrap rather than push "Since" out of sight. */
+        #alerts td.rule { white-space: normal; overflow-wrap: break-word; }
+        #alerts td { vertical-align: top; }
+        .alert-detail { font-size: 12px; margin-top: 2px; }
         </style>
         </head>
         <body>
@@ -217,7 +222,9 @@ public enum DashboardRoutes {
 
         /** A coloured label; the class comes from a fixed table, never from the data itself. */
         function pill(text, classes) {
-          return el("span", "pill " + (classes[text] || "off"), String(text).replace("_", " "));
+          const label = String(text ?? "unknown");
+          const kind = Object.hasOwn(classes, label) ? classes[label] : "off";
+          return el("span", "pill " + kind, label.replace("_", " "));
         }
 
         function bar(percent) {
@@ -254,12 +261,14 @@ public enum DashboardRoutes {
 
         function weight(value) { return String(Number(num(value).toFixed(4))); }
 
-        function byName(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+        /** Natural order, so node-2 comes before node-10. */
+        const NATURAL = new Intl.Collator("en", { numeric: true });
+        function byName(a, b) { return NATURAL.compare(String(a), String(b)); }
 
         function empty(container, text) { container.replaceChildren(el("div", "empty", text)); }
 
         function renderNodes(body) {
-          members = Array.isArray(body.nodes) ? body.nodes : [];
+          members = (Array.isArray(body.nodes) ? body.nodes : []).slice().sort((a, b) => byName(a.node_id, b.node_id));
           const self = members.find((m) => m.self);
           if (self) {
             $("node-name").textContent = self.node_id;
@@ -364,17 +373,22 @@ public enum DashboardRoutes {
           if (alerts.length === 0) return empty(container, "No active alerts");
           const table = el("table");
           const head = el("tr");
-          for (const label of ["Rule", "Scope", "Value", "Action", "Since"]) head.appendChild(el("th", "", label));
+          for (const [label, cls] of [["Rule", ""], ["Value", "num"], ["Since", ""]]) {
+            head.appendChild(el("th", cls, label));
+          }
           table.appendChild(el("thead")).appendChild(head);
           const tbody = table.appendChild(el("tbody"));
           for (const a of alerts) {
             const row = el("tr");
             row.dataset.alert = a.rule + "/" + a.scope;
             if (a.detail) row.title = a.detail;
-            cell(row, "", "rule").appendChild(el("span", "pill bad", a.rule));
-            cell(row, a.scope, "mono scope");
+            // Three columns fit the narrow panel: scope and action go under the rule's name.
+            const rule = cell(row, "", "rule");
+            rule.appendChild(el("span", "pill bad", a.rule));
+            const what = rule.appendChild(el("div", "muted alert-detail"));
+            const action = String(a.action ?? "").replaceAll("_", " ");
+            what.append(el("span", "mono scope", a.scope), " · ", el("span", "action", action));
             cell(row, String(Number(num(a.value).toFixed(4))), "num value");
-            cell(row, a.action, "action");
             cell(row, String(a.since || "").slice(11, 19), "since mono");
             tbody.appendChild(row);
           }
