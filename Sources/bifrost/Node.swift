@@ -283,7 +283,8 @@ struct NodeCluster: GatewayCluster {
             live: (live.contains(localName) ? live : live + [localName]).sorted(),
             known: max(1, members.filter { $0.status != .left }.count),
             failed: members.filter { $0.status == .dead || $0.status == .suspect }.count,
-            convergenceMillis: sync.metrics().propagationP99Millis)
+            convergenceMillis: sync.metrics().propagationP99Millis,
+            failedNames: members.filter { $0.status == .dead || $0.status == .suspect }.map(\.name).sorted())
     }
 
     func ownEventsAcknowledgedThrough() -> HLCTimestamp? {

@@ -8,10 +8,17 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a node.",
         discussion: """
-            Settings come from --config, then the environment (CLUSTER_ENABLED, NODE_ID, PEERS,
-            BIND_ADDRESS, GOSSIP_PORT, DATA_DIR, BIFROST_CLUSTER_KEY), then these flags. A bad setting stops
-            the node at start with the path of the field. SIGTERM or SIGINT drains the node: /health turns
-            503, it leaves the cluster and flushes its log.
+            Settings come from --config, then the environment (CLUSTER_ENABLED, NODE_ID, PEERS, \
+            BIND_ADDRESS, GOSSIP_PORT, DATA_DIR, BIFROST_CLUSTER_KEY, ADVERTISE_HOST), then these \
+            flags. A bad setting stops the node at start with the path of the field \
+            (cluster.gossip.interval: expected a duration like "500ms" ...); nothing is half-applied.
+
+            The data directory holds the node's LMDB log; keep it on a persistent volume and give it \
+            to the same node id across restarts. SIGTERM or SIGINT drains the node: /health turns \
+            503 at once, requests in flight finish (or migrate), it leaves the cluster and flushes \
+            its log.
+
+            Example: bifrost serve --config deploy/bifrost.json --data /var/lib/bifrost
             """)
 
     @Option(name: .customLong("config"), help: "Configuration file (JSON).")

@@ -51,6 +51,56 @@ import Testing
         #expect(first["data"] is [String: Any])
     }
 
+    @Test func dumpFollow_printsStoredThenNewEvents_inArrivalOrder_onceEach() async throws {
+        let dir = TempDir()
+        let path = dir.sub("node")
+        let store = try EventStore.open(directory: path, nodeName: "bifrost-node-1", settings: testSettings())
+        let early = randomEvents(count: 40, seed: 3, origins: ["bifrost-node-2"], startMillis: Self.t0)
+        _ = try await store.insert(early)
+        let output = dir.sub("follow.jsonl")
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Binaries.path("bifrost-dump"))
+        process.arguments = [path, "--follow", "--poll-ms", "20"]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        func lines() -> [[String: Any]] {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+        }
+        func waitFor(_ count: Int) async -> Bool {
+            for _ in 0..<200 where lines().count < count { try? await Task.sleep(for: .milliseconds(25)) }
+            return lines().count >= count
+        }
+        #expect(await waitFor(early.count))
+        // A peer's old event arriving late comes out when it arrives, after the newer ones.
+        let late = randomEvents(count: 10, seed: 4, origins: ["bifrost-node-3"], startMillis: Self.t0 - 60_000)
+        let fresh = try await store.append(contentsOf: [
+            .weightChanged(WeightChanged(keyID: "k", oldWeight: 1, newWeight: 0.5, reason: "test", actor: "ops"))
+        ])
+        _ = try await store.insert(late)
+        #expect(await waitFor(early.count + 1 + late.count))
+        try await Task.sleep(for: .milliseconds(100))
+        let printed = lines()
+        #expect(printed.count == early.count + 1 + late.count, "an event was printed twice or missed")
+        #expect((printed[early.count]["hlc"] as? NSNumber)?.uint64Value == fresh[0].hlc.rawValue)
+        let lateOut = Set(printed.suffix(late.count).compactMap { ($0["hlc"] as? NSNumber)?.uint64Value })
+        #expect(lateOut == Set(late.map(\.id.hlc.rawValue)))
+        process.terminate()
+        for _ in 0..<100 where process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!process.isRunning, "--follow did not stop on SIGTERM")
+        try await store.close()
+    }
+
     @Test func dump_filtersByKindOriginTimeAndLimit() async throws {
         let dir = TempDir()
         let (path, events) = try await makeDataDir(dir)

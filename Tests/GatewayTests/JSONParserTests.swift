@@ -50,7 +50,7 @@ import Testing
         #expect(try parse("9223372036854775808") == .uint(9_223_372_036_854_775_808))
         #expect(try parse("-9223372036854775808") == .int(.min))
         #expect(try parse("18446744073709551616") == .double(18_446_744_073_709_551_616))
-        #expect(try parse("-9223372036854775809") == .double(-9_223_372_036_854_775_809))
+        #expect(try parse("-9223372036854775809") == .double(-0x1p63))
         #expect(try parse("1e3") == .double(1000))
         #expect(try parse("2.0").intValue == 2)
         #expect(try parse("-1.5E-3") == .double(-0.0015))

@@ -16,6 +16,10 @@ struct Dump: ParsableCommand {
               bifrost-dump ./data/node-1 --kind config.updated --format table
               bifrost-dump ./data/node-1 --origin bifrost-node-2 --since 2026-11-25T03:00:00Z --limit 20
               bifrost-dump ./data/node-1 --stats
+              bifrost-dump ./data/node-1 --follow --kind weight.changed --kind alert.fired --format table
+
+            --follow prints the matching events already stored, then every matching event as the node
+            stores it (its own, and peers' as they arrive, in arrival order), until interrupted.
 
             Kinds: \(EventKind.allCases.map(\.name).joined(separator: ", ")).
             """)
@@ -44,6 +48,12 @@ struct Dump: ParsableCommand {
     @Flag(help: "Print one JSON object with events, by_kind, by_origin, first_hlc, last_hlc, root_digest.")
     var stats = false
 
+    @Flag(help: "After the stored events, keep printing new ones as the node stores them (Ctrl-C stops).")
+    var follow = false
+
+    @Option(help: "With --follow: how often to look for new events, in milliseconds.")
+    var pollMs: Int = 200
+
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case jsonl, table
     }
@@ -55,6 +65,9 @@ struct Dump: ParsableCommand {
             )
         }
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+        if follow && stats { throw ValidationError("--follow prints events; it cannot be combined with --stats") }
+        if follow && limit != nil { throw ValidationError("--follow runs until interrupted; drop --limit") }
+        if !(10...60_000).contains(pollMs) { throw ValidationError("--poll-ms must be 10...60000, got \(pollMs)") }
     }
 
     func run() throws {
@@ -70,18 +83,56 @@ struct Dump: ParsableCommand {
             ToolSupport.printLine(Table.header)
         }
         var out = ""
-        try reader.scan(filter) { event in
-            switch format {
-            case .jsonl: out += EventJSON.event(event, names: names).rendered() + "\n"
-            case .table: out += Table.row(event, names: names) + "\n"
-            }
-            if out.utf8.count > 1 << 16 {
-                FileHandle.standardOutput.write(Data(out.utf8))
-                out = ""
-            }
+        // The scan's snapshot ends at this insertion seq; following goes on from exactly there.
+        let followFrom = try reader.scan(filter) { event in
+            print(event, names: names, into: &out)
             return true
         }
         FileHandle.standardOutput.write(Data(out.utf8))
+        if follow { try followLog(reader, filter: filter, from: followFrom) }
+    }
+
+    func print(_ event: Event, names: [NodeID: String], into out: inout String) {
+        switch format {
+        case .jsonl: out += EventJSON.event(event, names: names).rendered() + "\n"
+        case .table: out += Table.row(event, names: names) + "\n"
+        }
+        if out.utf8.count > 1 << 16 {
+            FileHandle.standardOutput.write(Data(out.utf8))
+            out = ""
+        }
+    }
+
+    /// Polls the insertion log for events stored after `seq` and prints those the filter keeps.
+    func followLog(_ reader: EventLogReader, filter: EventFilter, from seq: UInt64) throws {
+        // Started from a process that blocks signals (a test runner, a supervisor), this one
+        // inherits the mask; following ends on SIGINT or SIGTERM, so make sure they arrive.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        sigprocmask(SIG_UNBLOCK, &signals, nil)
+        var seq = seq
+        var names = (try? reader.nodeNames()) ?? [:]
+        while true {
+            var out = ""
+            try reader.scanInserted(after: seq) { s, event in
+                seq = s
+                guard Self.keeps(filter, event) else { return true }
+                if names[event.id.origin] == nil { names = (try? reader.nodeNames()) ?? names }
+                print(event, names: names, into: &out)
+                return true
+            }
+            FileHandle.standardOutput.write(Data(out.utf8))
+            usleep(useconds_t(pollMs * 1000))
+        }
+    }
+
+    static func keeps(_ filter: EventFilter, _ event: Event) -> Bool {
+        guard event.id.hlc >= filter.since, event.id.hlc <= filter.until else { return false }
+        if let kinds = filter.kinds, !kinds.contains(event.payload.kindByte) { return false }
+        if let origins = filter.origins, !origins.contains(event.id.origin) { return false }
+        return true
     }
 
     func printStats(_ reader: EventLogReader, names: [NodeID: String]) throws {

@@ -10,7 +10,8 @@ struct Replay: ParsableCommand {
         discussion: """
             Folds every event of DATA_DIR (up to --until) into fresh views: limit counters, token
             counters, weights, config, key performance, alerts and members. The output is
-            deterministic: the same log gives byte-identical output on any node.
+            deterministic: the same log gives byte-identical output on any node. On a terminal, a
+            progress line on standard error shows events folded of the log's total and the rate.
 
             --verify rebuilds the views from the whole log and compares them with what the node
             restores on start (its stored checkpoint plus the events after it), and recomputes every
@@ -66,8 +67,9 @@ struct Replay: ParsableCommand {
         }
         let limit = try until.map { try ToolSupport.time($0, option: "--until") } ?? .max
         let progress = ProgressLine("replayed")
+        let total = try reader.eventCount()
         let started = ContinuousClock.now
-        let view = try reader.replay(until: limit, settings: settings) { progress.update($0) }
+        let view = try reader.replay(until: limit, settings: settings) { progress.update($0, total: total) }
         progress.finish()
         let only = views.isEmpty ? nil : Set(views)
         if verify {

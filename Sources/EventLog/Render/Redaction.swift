@@ -3,13 +3,14 @@ import Foundation
 /// Removes secrets from configuration documents before they are printed, logged or served.
 ///
 /// A secret is any string under a field whose name says so (`value`, `token`, `secret`,
-/// `password`, `api_key`, `signing_key`, `key`, `keys` of `encryption`), unless it is an
+/// `password`, `api_key`, `signing_key`, `key`, `keys` of `encryption`, `alert_webhook`, whose
+/// path often carries a token), unless it is an
 /// `env.NAME` reference, which names a secret without revealing it.
 public enum Redaction {
     public static let placeholder = "[redacted]"
     static let secretFields: Set<String> = [
         "value", "token", "secret", "password", "api_key", "apikey", "signing_key", "private_key", "key", "keys",
-        "authorization",
+        "authorization", "alert_webhook",
     ]
 
     /// Redacts a JSON document; returns a placeholder object when it is not valid JSON (the raw

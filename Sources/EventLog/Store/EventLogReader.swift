@@ -162,10 +162,13 @@ public final class EventLogReader: Sendable {
     }
 
     /// Visits matching events in HLC order with their stored bytes, until `body` returns false.
+    /// Returns the newest insertion sequence number of the snapshot it read, so a follower can
+    /// go on from exactly there (`scanInserted(after:)`).
+    @discardableResult
     public func scanRaw(
         _ filter: EventFilter = .all, _ body: (EventID, UInt8, UnsafeRawBufferPointer) throws -> Bool
     )
-        throws
+        throws -> UInt64
     {
         try env.read { txn in
             var seen = 0
@@ -181,11 +184,13 @@ public final class EventLogReader: Sendable {
                 seen += 1
                 return try body(id, value.count > 1 ? value[1] : 0, value)
             }
+            return try txn.lastKey(dbs.log).map { $0.withUnsafeBytes { Schema.u64($0) } } ?? 0
         }
     }
 
-    /// Visits matching events, decoded, in HLC order.
-    public func scan(_ filter: EventFilter = .all, _ body: (Event) throws -> Bool) throws {
+    /// Visits matching events, decoded, in HLC order; returns what `scanRaw` returns.
+    @discardableResult
+    public func scan(_ filter: EventFilter = .all, _ body: (Event) throws -> Bool) throws -> UInt64 {
         try scanRaw(filter) { _, _, bytes in try body(try EventCodec.decode(bytes)) }
     }
 
@@ -318,6 +323,17 @@ public final class EventLogReader: Sendable {
         }
         progress?(n)
         return view
+    }
+
+    /// Walks the events inserted after `seq`, in insertion order (so an old event that arrived
+    /// late from a peer comes when it arrived, not at its HLC), until `body` returns false.
+    public func scanInserted(after seq: UInt64, _ body: (_ seq: UInt64, Event) throws -> Bool) throws {
+        try env.read { txn in
+            try txn.scan(dbs.log, from: Schema.u64(seq + 1)) { key, id in
+                guard let bytes = try txn.get(dbs.events, key: id) else { return true }
+                return try body(Schema.u64(key), try EventCodec.decode(bytes))
+            }
+        }
     }
 
     /// The stored checkpoint: the local insertion seq it covers and the views at that point.

@@ -48,7 +48,7 @@ extension BifrostConfig {
         if let url = try r.string("alert_webhook") {
             guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil
             else {
-                throw ConfigError(path: "alert_webhook", "expected an http(s) URL, got \"\(url)\"")
+                throw ConfigError(path: "alert_webhook", "expected an http(s) URL with a host")
             }
             config.alertWebhook = url
         }
@@ -289,6 +289,13 @@ extension BifrostConfig {
         for (i, rule) in alerts.enumerated() {
             guard ruleNames.insert(rule.name).inserted else {
                 throw ConfigError(path: "alerts[\(i)].name", "alert rule \"\(rule.name)\" is defined twice")
+            }
+            let reserved = [AlertEvaluator.temporaryBreakRule] + AlertEvaluator.weightControllerRules.map(\.name)
+            if reserved.contains(rule.name) {
+                throw ConfigError(
+                    path: "alerts[\(i)].name",
+                    "\"\(rule.name)\" is the name of a built-in rule the weight controller reports; choose another name (a rule with its action sets the controller's threshold)"
+                )
             }
             do {
                 try rule.validate()

@@ -250,21 +250,29 @@ public struct AlertEvaluator: Sendable {
     /// The alerts firing now, by rule and subject.
     public var firing: Set<AlertKey> { Set(latches.filter { $0.value.firing }.keys) }
 
+    /// Drops what this evaluator remembers; the next evaluation starts from the alerts view.
+    public mutating func forget() { latches.removeAll() }
+
     /// The transitions since the last evaluation.
     ///
     /// A subject missing from `snapshot` counts as "condition not holding"; a subject present
     /// without the metric (too few samples, no baseline yet) leaves its alert as it is.
-    /// `firingAlerts` are the alerts the alerts view shows as firing: a rule and subject this
-    /// evaluator has not seen yet starts from them, so a node taking over evaluation clears what
-    /// an earlier evaluator fired.
+    /// `firingAlerts` are the alerts the alerts view shows as firing. When given, every latch
+    /// follows them, so a node taking over evaluation (or healing from a partition) clears what
+    /// another evaluator fired and fires what another cleared; without them (nil) the evaluator
+    /// goes by its own memory.
     public mutating func evaluate(
-        _ snapshot: Snapshot, nowMillis: UInt64, firingAlerts: Set<AlertKey> = []
+        _ snapshot: Snapshot, nowMillis: UInt64, firingAlerts view: Set<AlertKey>? = nil
     ) -> [AlertTransition] {
+        let firingAlerts = view ?? []
         var out: [AlertTransition] = []
         var seen: Set<AlertKey> = []
         for rule in rules {
             let subjects = snapshot.values[rule.scope] ?? [:]
-            let remembered = latches.keys.filter { $0.rule == rule.name && subjects[$0.scope] == nil }.map(\.scope)
+            // Subjects this evaluator or another node fired and that are gone from the snapshot
+            // (a removed key, a node that left) are evaluated too, so their alerts clear.
+            let remembered = Set(latches.keys).union(firingAlerts)
+                .filter { $0.rule == rule.name && subjects[$0.scope] == nil }.map(\.scope)
             for subject in (Array(subjects.keys) + remembered).sorted() {
                 let key = AlertKey(rule: rule.name, scope: subject)
                 guard seen.insert(key).inserted else { continue }
@@ -273,6 +281,7 @@ public struct AlertEvaluator: Sendable {
                 let baseline = snapshot.baselines[rule.scope]?[subject]?[rule.condition.metric]
                 let holds = metrics == nil ? false : rule.condition.holds(value: value, baseline: baseline)
                 var latch = latches[key] ?? AlertLatch(firing: firingAlerts.contains(key))
+                if view != nil { latch.follow(view: firingAlerts.contains(key)) }
                 if let firing = latch.update(
                     holds: holds, value: value, clearAfter: settings.clearAfterEvaluations, nowMillis: nowMillis)
                 {
@@ -451,6 +460,15 @@ struct AlertLatch: Sendable, Equatable {
     var sinceMillis: UInt64 = 0
 
     init(firing: Bool = false) { self.firing = firing }
+
+    /// Takes the firing state the alerts view shows when it differs from what this latch
+    /// remembers: another node (an earlier owner, the other side of a partition) wrote a
+    /// transition since, and the view is what every node agrees on.
+    mutating func follow(view firing: Bool) {
+        guard firing != self.firing else { return }
+        self.firing = firing
+        belowStreak = 0
+    }
 
     /// Feeds one evaluation (`holds` nil: no evidence either way); returns the new firing state
     /// when it changes.

@@ -1,5 +1,6 @@
 import EventLog
 import Logging
+import ServiceLifecycle
 
 /// The shell around `WeightController` and `AlertEvaluator` (DESIGN §4 "Weight controller",
 /// the seed's "Alerting Rules"): every `load_balancing.health_check_interval` it reads the views
@@ -74,12 +75,15 @@ public struct ClusterMembership: Sendable, Equatable {
     public var failed: Int
     /// Event propagation p99 between nodes, when measured.
     public var convergenceMillis: Double?
+    /// Names of the members suspect or dead.
+    public var failedNames: [String]
 
-    public init(live: [String], known: Int, failed: Int, convergenceMillis: Double?) {
+    public init(live: [String], known: Int, failed: Int, convergenceMillis: Double?, failedNames: [String] = []) {
         self.live = live
         self.known = known
         self.failed = failed
         self.convergenceMillis = convergenceMillis
+        self.failedNames = failedNames
     }
 }
 
@@ -89,7 +93,7 @@ extension GatewayEngine {
         var loop = ControlLoop(config: runtime.config)
         let interval = baseConfig.cluster.loadBalancing.healthCheckInterval
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: interval)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             guard !Task.isCancelled && !isDraining else { continue }
             let config = runtime.config
             if config.alerts != loop.configuredRules { loop = ControlLoop(config: config) }
@@ -126,9 +130,12 @@ extension GatewayEngine {
                 }
             }
             let ownedKeys = Set(owned.flatMap { $0.keys.map(\.id) })
+            // A key broken again in this step keeps its new break: a clear written after it would
+            // win (last writer by event id) and the new break would never apply.
+            let brokenNow = Set(notices.filter { $0.rule == ControlLoop.temporaryBreakRule }.map(\.scope))
             for (key, entry) in view.alerts.sorted(by: { $0.key < $1.key })
             where key.rule == ControlLoop.temporaryBreakRule && entry.value.firing && ownedKeys.contains(key.scope)
-                && UInt64(max(0, entry.value.value)) <= now
+                && UInt64(max(0, entry.value.value)) <= now && !brokenNow.contains(key.scope)
             {
                 notices.append(
                     AlertFired(
@@ -141,6 +148,9 @@ extension GatewayEngine {
             for transition in loop.evaluator.evaluate(snapshot, nowMillis: now, firingAlerts: firing) {
                 notices.append(transition.event)
             }
+        } else {
+            // Another node evaluates; when this one owns the rules again it starts from the view.
+            loop.evaluator.forget()
         }
         records += notices.map { .alertFired($0) }
         guard !records.isEmpty else { return }
@@ -200,9 +210,10 @@ extension GatewayEngine {
         } else {
             snapshot.set(.loadImbalance, nil, .cluster, cluster)
         }
-        for node in membership.live {
+        let failedNames = Set(membership.failedNames)
+        for node in Set(membership.live).union(failedNames) {
             snapshot.set(.loadShare, shares[node] ?? 0, .node, node)
-            snapshot.set(.failed, 0, .node, node)
+            snapshot.set(.failed, failedNames.contains(node) ? 1 : 0, .node, node)
         }
 
         var settings = WeightController.Settings()
@@ -278,7 +289,7 @@ extension GatewayEngine {
     func recentWeightChanges(view: ViewState, nowMillis: UInt64) -> [String: Int] {
         var counts: [String: Int] = [:]
         let since = HLCTimestamp(wallMillis: nowMillis > 60_000 ? nowMillis - 60_000 : 0, logical: 0)
-        try? store.reader.scan(EventFilter(since: since, kinds: [EventKind.weightChanged.rawValue])) { event in
+        _ = try? store.reader.scan(EventFilter(since: since, kinds: [EventKind.weightChanged.rawValue])) { event in
             if case .weightChanged(let change) = event.payload { counts[change.keyID, default: 0] += 1 }
             return true
         }

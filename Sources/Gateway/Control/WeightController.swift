@@ -146,6 +146,8 @@ public struct WeightController: Sendable {
     public let settings: Settings
     private var keyStates: [String: KeyState] = [:]
     private var latches: [AlertKey: AlertLatch] = [:]
+    /// Whether the current evaluation was given the alerts view to follow.
+    private var following = false
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -165,9 +167,13 @@ public struct WeightController: Sendable {
         var breakUntilMillis: UInt64?
         /// The last operator change seen; a new one resets the controller's memory of the key.
         var operatorChange: WeightChanged?
+        /// The weight of this controller's last change of the key (or of the controller change it
+        /// adopted). A controller change in the view with another weight came from another node.
+        var lastDecided: Double?
 
         init(adopting key: KeyInput) {
             guard let change = key.lastChange else { return }
+            if change.actor.hasPrefix(WeightController.actorPrefix) { lastDecided = change.newWeight }
             if !change.actor.hasPrefix(WeightController.actorPrefix) {
                 operatorChange = change
             } else if change.reason.hasPrefix(WeightController.rebalancePrefix) {
@@ -194,8 +200,10 @@ public struct WeightController: Sendable {
     /// subject the controller has not seen, it starts from them, so it clears what a previous
     /// owner fired.
     public mutating func evaluate(
-        nowMillis: UInt64, keys: [KeyInput], firingAlerts: Set<AlertKey> = []
+        nowMillis: UInt64, keys: [KeyInput], firingAlerts view: Set<AlertKey>? = nil
     ) -> [Decision] {
+        let firingAlerts = view ?? []
+        following = view != nil
         var out: [Decision] = []
         var seenKeys: Set<String> = []
         var seenAlerts: Set<AlertKey> = []
@@ -240,6 +248,14 @@ public struct WeightController: Sendable {
         var state = keyStates[key.keyID] ?? KeyState(adopting: key)
         if let change = key.lastChange, !change.actor.hasPrefix(Self.actorPrefix), change != state.operatorChange {
             state = KeyState(adopting: key)
+        } else if let change = key.lastChange, change.actor.hasPrefix(Self.actorPrefix),
+            state.lastDecided != change.newWeight
+        {
+            // Another node's controller changed the key since (an earlier owner, or the other side
+            // of a partition): carry on from its decision, keeping the change-rate memory.
+            let recent = state.recentChanges
+            state = KeyState(adopting: key)
+            state.recentChanges = recent
         }
         let windows = PerformanceWindows(key.windows, nowMillis: nowMillis, settings: s)
         let afterBreak = PerformanceWindows(
@@ -370,6 +386,7 @@ public struct WeightController: Sendable {
         }
         state.recentChanges.append(nowMillis)
         state.lastChangeMillis = nowMillis
+        state.lastDecided = new
         out.append(.setWeight(keyID: keyID, old: old, new: new, reason: reason))
         return true
     }
@@ -381,6 +398,7 @@ public struct WeightController: Sendable {
         let key = AlertKey(rule: rule.name, scope: subject)
         seenAlerts.insert(key)
         var latch = latches[key] ?? AlertLatch(firing: firingAlerts.contains(key))
+        if following { latch.follow(view: firingAlerts.contains(key)) }
         if let firing = latch.update(
             holds: holds, value: value, clearAfter: settings.alertClearEvaluations, nowMillis: nowMillis)
         {

@@ -16,6 +16,7 @@ extension GatewayEngine {
     ) async -> AttemptResult {
         let api = request.endpoint.api
         let ok = (200..<300).contains(response.status)
+        record.attemptLatency = ContinuousClock.now - sent
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers.append(HTTPField(name: Self.nodeHeader, value: nodeName))
@@ -93,6 +94,7 @@ extension GatewayEngine {
             return .response(failure.response(api: api), isStream: false)
         }
         record.upstreamTime += ContinuousClock.now - sent
+        record.attemptLatency = ContinuousClock.now - sent
         metrics.upstreamLatency(ContinuousClock.now - sent, provider: target.provider)
         let bytes = Array(collected.readableBytesView)
         record.status = response.status
@@ -172,7 +174,8 @@ extension GatewayEngine {
         }
         // A request that ended on a failed attempt was recorded with that attempt.
         guard !(record.failedAttemptRecorded && record.outcome != .success) else { return }
-        let micros = total.components.seconds * 1_000_000 + total.components.attoseconds / 1_000_000_000_000
+        let latency = record.attemptLatency ?? total
+        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
         recorder.record(
             .usageRecorded(
                 UsageRecorded(

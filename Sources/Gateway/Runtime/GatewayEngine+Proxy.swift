@@ -20,6 +20,9 @@ struct RequestRecord: Sendable {
     /// The last attempt failed and its `usage.recorded` is written already; the request's own
     /// record would count that failure twice.
     var failedAttemptRecorded = false
+    /// The serving attempt's own latency (to the response head for streams): what the key
+    /// performance view judges a key by, without earlier attempts, backoff or limiter waits.
+    var attemptLatency: Duration?
 }
 
 extension GatewayEngine {
@@ -313,7 +316,8 @@ extension GatewayEngine {
             switch outcome {
             case .success: (200, .success)
             case .status(429): (429, .rateLimited)
-            case .status(let s): (s, s >= 500 ? .upstreamError : .clientError)
+            // A key the provider refuses (401/403) counts against that key.
+            case .status(let s): (s, s >= 500 || RetryPolicy.isKeyFailure(outcome) ? .upstreamError : .clientError)
             case .timeout: (504, .timeout)
             case .connectFailed: (502, .upstreamError)
             }

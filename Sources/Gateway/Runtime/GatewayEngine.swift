@@ -50,7 +50,9 @@ public final class GatewayEngine: Service, Sendable {
         let runtime = try Self.initialRuntime(config: config, store: store, logger: logger)
         runtimeState = Mutex(runtime)
         routing = Mutex(
-            RoutingState(runtime: runtime, views: store.viewSnapshot, settings: Self.breakerSettings(config)))
+            RoutingState(
+                runtime: runtime, views: store.viewSnapshot, settings: Self.breakerSettings(config),
+                nowMillis: wallClock.nowMillis()))
         rng = Mutex(SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
         recorder = EventRecorder(store: store, logger: logger) { [admissions, cluster] maxSeq, last in
             guard maxSeq > 0 else { return }
@@ -146,7 +148,8 @@ public final class GatewayEngine: Service, Sendable {
                     metadata: ["event.id": .string("\(update.event)"), "error": .string(error.description)])
             }
         }
-        routing.withLock { $0.refresh(runtime: runtime, views: view) }
+        let now = wallClock.nowMillis()
+        routing.withLock { $0.refresh(runtime: runtime, views: view, nowMillis: now) }
     }
 
     func confirmAcknowledged() {

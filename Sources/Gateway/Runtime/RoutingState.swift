@@ -12,12 +12,12 @@ struct RoutingState {
     private var breakersForcedUntil: [String: UInt64] = [:]
     let settings: CircuitBreaker.Settings
 
-    init(runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings) {
+    init(runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings, nowMillis: UInt64) {
         self.settings = settings
-        refresh(runtime: runtime, views: views)
+        refresh(runtime: runtime, views: views, nowMillis: nowMillis)
     }
 
-    mutating func refresh(runtime: RuntimeConfig, views: ViewState) {
+    mutating func refresh(runtime: RuntimeConfig, views: ViewState, nowMillis: UInt64) {
         var weights: [String: Double] = [:]
         for (id, entry) in runtime.catalog.keys {
             weights[id] = entry.key.weight
@@ -34,10 +34,10 @@ struct RoutingState {
         for (key, alert) in views.alerts
         where key.rule == ControlLoop.temporaryBreakRule && alert.value.firing && weights[key.scope] != nil {
             let until = UInt64(max(0, alert.value.value))
-            if case .open(let current) = breakers[key.scope]?.state, current >= until { continue }
-            if breakersForcedUntil[key.scope] == until { continue }
-            breakers[key.scope, default: CircuitBreaker(settings: settings)].forceOpen(untilMillis: until)
+            guard until > nowMillis, breakersForcedUntil[key.scope] != until else { continue }
             breakersForcedUntil[key.scope] = until
+            if case .open(let current) = breakers[key.scope]?.state, current >= until { continue }
+            breakers[key.scope, default: CircuitBreaker(settings: settings)].forceOpen(untilMillis: until)
         }
     }
 
