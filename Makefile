@@ -11,9 +11,9 @@ VENV         ?= .venv
 PYTHON       ?= python3
 SDK_PACKAGES := openai anthropic pytest pyyaml
 
-APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium
+APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium fonts-liberation
 
-.PHONY: all deps venv build build-tests test test-swift test-sdk run demo-eventlog sim bench faults lint format clean
+.PHONY: all deps venv build build-tests test test-swift test-sdk test-ui run demo-eventlog sim bench faults lint format clean
 
 all: build
 
@@ -41,15 +41,23 @@ build: deps
 build-tests: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 
-## test: build everything, then run every test: Swift suites (unit, store, tools, crash, cluster)
-## and the official OpenAI/Anthropic SDKs against a real node.
-test: test-swift test-sdk
+## test: build everything, then run every test: Swift suites (unit, store, tools, crash, cluster,
+## fault suite), the official OpenAI/Anthropic SDKs against a real node, the deploy files, and the
+## dashboard in headless Chromium against a real 3-node cluster.
+test: test-swift test-sdk test-ui
 
+## Unit, store, tool and in-process network suites run in parallel; then the suites that start
+## real node processes, one at a time (they measure timing on a 2-core machine).
 test-swift: build-tests
-	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build --skip MultiProcess $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build --filter MultiProcess $(BUILD_FLAGS)
 
 test-sdk: build-tests venv
 	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/sdk Tests/deploy
+
+## test-ui: headless Chromium renders /ui of a real 3-node cluster (screenshots in test-output/ui).
+test-ui: build-tests venv
+	BIFROST_BIN=$(DEBUG_DIR) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/ui
 
 ## run: a local 3-node cluster (API 8080-8082, gossip 7946-7948) behind the mock provider (18080); Ctrl-C stops it.
 run: build
@@ -71,7 +79,7 @@ bench: deps
 
 ## faults: the fault suite with full phases (30 s partition); figures go into the bench report.
 faults: build-tests
-	BIFROST_FAULTS_FULL=1 BIFROST_FAULTS_OUT=$(abspath $(BENCH_OUT)) $(SWIFT) test --skip-build --filter 'FaultSuiteTests|FailoverTests'
+	BIFROST_FAULTS_FULL=1 BIFROST_FAULTS_OUT=$(abspath $(BENCH_OUT)) $(SWIFT) test --skip-build --filter 'MultiProcess/(FaultSuiteTests|FailoverTests)'
 	python3 tools/scripts/bench_report.py $(BENCH_OUT) docs/BENCHMARKS.md
 
 ## lint: check formatting against .swift-format.

@@ -1,9 +1,28 @@
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
+
+/// Every process a harness started that may still run; all are killed when the test process
+/// exits, so a test that fails or times out before its cleanup leaves nothing behind.
+enum StartedProcesses {
+    static let pids = Mutex(Set<pid_t>())
+    private static let installed: Void = { atexit { StartedProcesses.killAll() } }()
+
+    static func add(_ pid: pid_t) {
+        _ = installed
+        pids.withLock { _ = $0.insert(pid) }
+    }
+
+    static func remove(_ pid: pid_t) { pids.withLock { _ = $0.remove(pid) } }
+
+    static func killAll() {
+        for pid in pids.withLock({ $0 }) { kill(pid, SIGKILL) }
+    }
+}
 
 /// Real `bifrost serve` processes on 127.0.0.1 with free ports. Every wait is bounded; only
 /// the pids started here are ever signalled.
@@ -107,6 +126,7 @@ final class ClusterHarness: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        StartedProcesses.add(process.processIdentifier)
         lock.withLock { processes[name] = process }
     }
 
@@ -131,6 +151,7 @@ final class ClusterHarness: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        StartedProcesses.add(process.processIdentifier)
         lock.withLock { processes["mock"] = process }
         let url = "http://127.0.0.1:\(port)"
         let up = await eventually(.seconds(20)) {
@@ -188,6 +209,7 @@ final class ClusterHarness: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        StartedProcesses.add(process.processIdentifier)
         lock.withLock { processes["balancer"] = process }
         return "http://127.0.0.1:\(port)"
     }
@@ -203,6 +225,7 @@ final class ClusterHarness: @unchecked Sendable {
         guard let p, p.isRunning else { return }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
+        StartedProcesses.remove(p.processIdentifier)
     }
 
     /// A POST with a bearer token; returns the status and the node that answered.
@@ -247,6 +270,7 @@ final class ClusterHarness: @unchecked Sendable {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
+        StartedProcesses.remove(p.processIdentifier)
     }
 
     func stopAll() async {

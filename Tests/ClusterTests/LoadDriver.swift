@@ -18,6 +18,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private let lock = NSLock()
     private var outcome = Outcome()
+    private var stopping = false
     private var task: Task<Void, Never>?
     private let session: URLSession
 
@@ -35,7 +36,7 @@ final class LoadDriver: @unchecked Sendable {
                 for _ in 0..<workers {
                     group.addTask {
                         var next = ContinuousClock.now
-                        while !Task.isCancelled {
+                        while !self.lock.withLock({ self.stopping }) {
                             await self.one(url: url, token: token, body: body)
                             next += interval
                             if next > ContinuousClock.now { try? await Task.sleep(until: next, clock: .continuous) }
@@ -65,16 +66,17 @@ final class LoadDriver: @unchecked Sendable {
                 }
             }
         } catch {
-            if Task.isCancelled { return }
             lock.withLock { outcome.transportErrors += 1 }
         }
     }
 
     var snapshot: Outcome { lock.withLock { outcome } }
 
-    /// Stops the load and returns what clients saw.
+    /// Stops the load and returns what clients saw. Workers finish the request they are in
+    /// rather than being cancelled: cancelling a task inside `URLSession.data(for:)` can deadlock
+    /// swift-corelibs-foundation (the task's status lock against the session's queue).
     func stop() async -> Outcome {
-        task?.cancel()
+        lock.withLock { stopping = true }
         await task?.value
         return snapshot
     }
