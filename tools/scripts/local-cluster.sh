@@ -60,18 +60,29 @@ stop() {
 }
 trap stop INT TERM
 
-"$BIN/bifrost-mock-provider" --port "$MOCK_PORT" --latency-ms 20 2>&1 | sed -u "s/^/[mock] /" &
+# Process substitution keeps $! the pid of the program itself (not of sed), so stop() reaches it
+# even when only this script gets the signal.
+"$BIN/bifrost-mock-provider" --port "$MOCK_PORT" --latency-ms 20 > >(sed -u "s/^/[mock] /") 2>&1 &
 pids+=($!)
 for i in $(seq 1 "$NODES"); do
   api=$((8079 + i)); gossip=$((7945 + i))
   peers=""
   for j in $(seq 1 "$NODES"); do [ "$j" = "$i" ] || peers="$peers,127.0.0.1:$((8079 + j))"; done
   "$BIN/bifrost" serve --config "$CONFIG" --node-id "bifrost-node-$i" --bind "127.0.0.1:$api" --gossip-port "$gossip" \
-    --peers "${peers#,}" --data "$STATE_DIR/cluster/bifrost-node-$i" 2>&1 | sed -u "s/^/[node-$i] /" &
+    --peers "${peers#,}" --data "$STATE_DIR/cluster/bifrost-node-$i" > >(sed -u "s/^/[node-$i] /") 2>&1 &
   pids+=($!)
 done
 
-sleep 2
+# Up once every node answers /health (bounded: a node that cannot start has said why above).
+for _ in $(seq 1 120); do
+  up=0
+  for i in $(seq 1 "$NODES"); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((8079 + i))/health" 2>/dev/null || true)
+    [ "$code" = 200 ] && up=$((up + 1))
+  done
+  [ "$up" = "$NODES" ] && break
+  sleep 0.5
+done
 cat <<MSG
 
 Bifrost cluster of $NODES nodes is up, in front of the mock provider (http://127.0.0.1:$MOCK_PORT):
