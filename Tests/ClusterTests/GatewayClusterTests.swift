@@ -5,6 +5,7 @@ extension MultiProcess {
     /// The gateway on a real 3-node cluster with the real mock provider.
     @Suite(.serialized, .timeLimit(.minutes(3))) struct GatewayClusterTests {
         static let token = "sk-team-a-cluster-test"
+        static let adminToken = "admin-cluster-test"
 
         static func config(mock: String) -> String {
             """
@@ -12,6 +13,7 @@ extension MultiProcess {
                "keys": [{"name": "gpt-key-1", "value": "sk-upstream-1", "models": ["gpt-4o-mini"], "weight": 0.7},
                         {"name": "gpt-key-2", "value": "sk-upstream-2", "models": ["gpt-4o-mini"], "weight": 0.3}]}},
              "virtual_keys": [{"name": "team-a", "value": "\(token)", "models": ["*"], "limits": {"rpm": 300}}],
+             "admin": {"token": "\(adminToken)"},
              "cluster": {"gossip": {"interval": "200ms", "timeout": "1s"}, "failover": {"detection_threshold": 2}}}
             """
         }
@@ -73,6 +75,25 @@ extension MultiProcess {
                 return seen == [admitted]
             }
             #expect(converged)
+            // An operator weight change on one node: every node routes by it, and every node's
+            // replay of its own log gives the weight /cluster/metrics shows.
+            let (changed, _) = try await harness.send(
+                "PUT", harness.url("node-2", "/admin/keys/gpt-key-2/weight?wait=replicated"), token: Self.adminToken,
+                body: #"{"weight": 0.45, "reason": "replay check"}"#)
+            #expect(changed == 200)
+            for n in names {
+                let shown = await harness.eventually(.seconds(10)) {
+                    let weights = try await harness.json(n, "/cluster/metrics")["weights"] as? [String: Any]
+                    return (weights?["gpt-key-2"] as? NSNumber)?.doubleValue == 0.45
+                        && (weights?["gpt-key-1"] as? NSNumber)?.doubleValue == 0.7
+                }
+                #expect(shown, "\(n) does not show the new weight")
+                let replayed = try harness.replay(n, view: "weights")
+                let weights = (replayed["views"] as? [String: Any])?["weights"] as? [String: Any]
+                let key2 = weights?["gpt-key-2"] as? [String: Any]
+                #expect((key2?["weight"] as? NSNumber)?.doubleValue == 0.45, "replay of \(n): \(weights ?? [:])")
+                #expect(key2?["reason"] as? String == "replay check")
+            }
             for n in names {
                 let replayed = try harness.replay(n, view: "limits")
                 let text = String(describing: replayed)
