@@ -120,8 +120,16 @@ final class ClusterHarness: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["BIFROST_CLUSTER_KEY"] = key
         process.environment = env
-        _ = FileManager.default.createFile(atPath: node.logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: node.logPath))
+        try launch(process, as: name, logPath: node.logPath)
+    }
+
+    /// Runs `process` with its output appended to `logPath`, registered under `name` (for
+    /// `terminate`) and for the kill at exit.
+    private func launch(_ process: Process, as name: String, logPath: String) throws {
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.standardOutput = log
         process.standardError = log
@@ -130,29 +138,36 @@ final class ClusterHarness: @unchecked Sendable {
         lock.withLock { processes[name] = process }
     }
 
+    /// A TCP port on 127.0.0.1 that nothing listens on now.
+    static func freeTCPPort() throws -> Int {
+        for _ in 0..<50 {
+            let candidate = Int.random(in: 46_000...60_000)
+            if portFree(candidate, udp: false) { return candidate }
+        }
+        throw HarnessError("no free TCP port found in 46000-60000")
+    }
+
+    /// Every node in `names` (default: all) sees every other one `alive`, within `timeout`.
+    func allAlive(_ names: [String]? = nil, within timeout: Duration = .seconds(20)) async -> Bool {
+        let names = names ?? nodes.map(\.name)
+        return await eventually(timeout) {
+            for n in names {
+                let seen = await members(seenBy: n)
+                if names.contains(where: { seen[$0] != "alive" }) { return false }
+            }
+            return true
+        }
+    }
+
     private func process(_ name: String) -> Process? { lock.withLock { processes[name] } }
 
     /// Starts `bifrost-mock-provider` on a free port; returns its base URL once it answers.
     func startMock(extraArguments: [String] = []) async throws -> String {
-        var port = 0
-        for _ in 0..<50 {
-            let candidate = Int.random(in: 46_000...60_000)
-            if Self.portFree(candidate, udp: false) {
-                port = candidate
-                break
-            }
-        }
+        let port = try Self.freeTCPPort()
         let process = Process()
         process.executableURL = binDir.appendingPathComponent("bifrost-mock-provider")
         process.arguments = ["--port", "\(port)"] + extraArguments
-        let logPath = root + "/mock.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        StartedProcesses.add(process.processIdentifier)
-        lock.withLock { processes["mock"] = process }
+        try launch(process, as: "mock", logPath: root + "/mock.log")
         let url = "http://127.0.0.1:\(port)"
         let up = await eventually(.seconds(20)) {
             let (_, response) = try await URLSession.shared.data(from: URL(string: url + "/health")!)
@@ -167,14 +182,7 @@ final class ClusterHarness: @unchecked Sendable {
     /// haproxy in front of every node: round robin, /health checks every 200 ms, and retries of
     /// refused connections and 502/503/504 on another node (the balancer's own retry).
     func startBalancer() throws -> String {
-        var port = 0
-        for _ in 0..<50 {
-            let candidate = Int.random(in: 46_000...60_000)
-            if Self.portFree(candidate, udp: false) {
-                port = candidate
-                break
-            }
-        }
+        let port = try Self.freeTCPPort()
         let servers = nodes.map { "  server \($0.name) 127.0.0.1:\($0.apiPort) check" }.joined(separator: "\n")
         let config = """
             global
@@ -203,14 +211,7 @@ final class ClusterHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
         process.arguments = ["-db", "-f", path]
-        let logPath = root + "/haproxy.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        StartedProcesses.add(process.processIdentifier)
-        lock.withLock { processes["balancer"] = process }
+        try launch(process, as: "balancer", logPath: root + "/haproxy.log")
         return "http://127.0.0.1:\(port)"
     }
 

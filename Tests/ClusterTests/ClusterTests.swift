@@ -24,16 +24,6 @@ extension MultiProcess {
             }
         }
 
-        func allAlive(_ harness: ClusterHarness, names: [String]) async -> Bool {
-            await harness.eventually(.seconds(20)) {
-                for n in names {
-                    let seen = await harness.members(seenBy: n)
-                    if names.contains(where: { seen[$0] != "alive" }) { return false }
-                }
-                return true
-            }
-        }
-
         func digestsConverge(_ harness: ClusterHarness, _ names: [String], within timeout: Duration) async -> Bool {
             await harness.eventually(timeout) {
                 let stats = try names.map { try harness.dumpStats($0) }
@@ -47,7 +37,7 @@ extension MultiProcess {
             let harness = try ClusterHarness(nodes: 3, label: "form")
             try startCluster(harness, key: Self.key())
             let names = harness.nodes.map(\.name)
-            #expect(await allAlive(harness, names: names), "\(harness.log("node-1"))")
+            #expect(await harness.allAlive(names), "\(harness.log("node-1"))")
             for (i, name) in names.enumerated() {
                 let (status, _) = try await harness.request(name, "POST", "/debug/events?count=\(500 * (i + 1))")
                 #expect(status == 200)
@@ -69,7 +59,7 @@ extension MultiProcess {
             let key = Self.key()
             try startCluster(harness, key: key)
             let names = harness.nodes.map(\.name)
-            #expect(await allAlive(harness, names: names))
+            #expect(await harness.allAlive(names))
             harness.kill9("node-3")
             let killed = ContinuousClock.now
             let bound = Self.interval * Self.detectionThreshold + Self.maxSuspicion + .seconds(2)
@@ -83,7 +73,7 @@ extension MultiProcess {
             // While node-3 is down, the others keep writing.
             _ = try await harness.request("node-1", "POST", "/debug/events?count=5000")
             try harness.start("node-3", key: key, extraArguments: ["--config", harness.root + "/config.json"])
-            #expect(await allAlive(harness, names: names), "node-3 did not rejoin (detection took \(detection))")
+            #expect(await harness.allAlive(names), "node-3 did not rejoin (detection took \(detection))")
             #expect(await digestsConverge(harness, names, within: .seconds(20)))
             await harness.stopAll()
         }
@@ -92,7 +82,7 @@ extension MultiProcess {
             let harness = try ClusterHarness(nodes: 3, label: "partition")
             try startCluster(harness, key: Self.key())
             let names = harness.nodes.map(\.name)
-            #expect(await allAlive(harness, names: names))
+            #expect(await harness.allAlive(names))
             _ = try await harness.request("node-3", "POST", "/debug/partition", body: "node-1,node-2")
             _ = try await harness.request("node-1", "POST", "/debug/partition", body: "node-3")
             _ = try await harness.request("node-2", "POST", "/debug/partition", body: "node-3")
@@ -102,7 +92,7 @@ extension MultiProcess {
             #expect(Set(during).count > 1, "the partition must hold")
             for name in names { _ = try await harness.request(name, "DELETE", "/debug/partition") }
             #expect(await digestsConverge(harness, names, within: .seconds(20)))
-            #expect(await allAlive(harness, names: names))
+            #expect(await harness.allAlive(names))
             await harness.stopAll()
         }
 
@@ -114,7 +104,7 @@ extension MultiProcess {
             try harness.start("node-1", key: key, extraArguments: ["--config", configPath])
             try harness.start("node-2", key: key, extraArguments: ["--config", configPath])
             try harness.start("node-3", key: Self.key(), extraArguments: ["--config", configPath])
-            #expect(await allAlive(harness, names: ["node-1", "node-2"]))
+            #expect(await harness.allAlive(["node-1", "node-2"]))
             try await Task.sleep(for: .seconds(3))
             for name in ["node-1", "node-2"] {
                 #expect(await harness.members(seenBy: name)["node-3"] == nil)

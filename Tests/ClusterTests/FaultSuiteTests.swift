@@ -86,29 +86,13 @@ extension MultiProcess {
             for node in harness.nodes {
                 try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
             }
-            #expect(await allAlive(harness), "\(harness.log("node-1"))")
+            #expect(await harness.allAlive(), "\(harness.log("node-1"))")
             let balancer = try harness.startBalancer()
             let ready = await harness.eventually(.seconds(10)) {
-                var request = URLRequest(url: URL(string: balancer + "/health")!)
-                request.timeoutInterval = 2
-                let (_, response) = try await URLSession.shared.data(for: request)
-                return (response as? HTTPURLResponse)?.statusCode == 200
+                try await harness.send("GET", balancer + "/health").0 == 200
             }
             #expect(ready, "haproxy did not come up")
             return (balancer, key, configPath, mock)
-        }
-
-        func allAlive(_ harness: ClusterHarness) async -> Bool {
-            let names = harness.nodes.map(\.name)
-            return await harness.eventually(.seconds(20)) {
-                for n in names
-                where await harness.members(seenBy: n).filter({ names.contains($0.key) && $0.value == "alive" }).count
-                    != names.count
-                {
-                    return false
-                }
-                return true
-            }
         }
 
         @Test func killNineUnderLoad_noClientErrors_deadWithinTheBound_trafficRedistributed() async throws {
@@ -162,7 +146,7 @@ extension MultiProcess {
             for node in harness.nodes {
                 await harness.terminate(node.name)
                 try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
-                #expect(await allAlive(harness), "\(node.name) did not rejoin")
+                #expect(await harness.allAlive(), "\(node.name) did not rejoin")
                 // haproxy marks it up after two passing checks.
                 try await Task.sleep(for: .seconds(1))
             }

@@ -29,12 +29,7 @@ extension MultiProcess {
                 try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
             }
             let names = harness.nodes.map(\.name)
-            let formed = await harness.eventually(.seconds(20)) {
-                for n in names where await harness.members(seenBy: n).values.filter({ $0 == "alive" }).count != 3 {
-                    return false
-                }
-                return true
-            }
+            let formed = await harness.allAlive()
             #expect(formed, "\(harness.log("node-1"))")
             // Stay inside one minute window: the limit is per minute.
             let intoMinute = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 60)

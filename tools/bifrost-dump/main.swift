@@ -118,7 +118,7 @@ struct Dump: ParsableCommand {
             var out = ""
             try reader.scanInserted(after: seq) { s, event in
                 seq = s
-                guard Self.keeps(filter, event) else { return true }
+                guard filter.matches(event.id, kind: event.payload.kindByte) else { return true }
                 if names[event.id.origin] == nil { names = (try? reader.nodeNames()) ?? names }
                 print(event, names: names, into: &out)
                 return true
@@ -126,13 +126,6 @@ struct Dump: ParsableCommand {
             FileHandle.standardOutput.write(Data(out.utf8))
             usleep(useconds_t(pollMs * 1000))
         }
-    }
-
-    static func keeps(_ filter: EventFilter, _ event: Event) -> Bool {
-        guard event.id.hlc >= filter.since, event.id.hlc <= filter.until else { return false }
-        if let kinds = filter.kinds, !kinds.contains(event.payload.kindByte) { return false }
-        if let origins = filter.origins, !origins.contains(event.id.origin) { return false }
-        return true
     }
 
     func printStats(_ reader: EventLogReader, names: [NodeID: String]) throws {

@@ -23,6 +23,13 @@ public struct EventFilter: Sendable {
     }
 
     public static let all = EventFilter()
+
+    /// Whether an event with this id and kind byte passes the time, origin and kind filters
+    /// (`limit` is the scan's business).
+    public func matches(_ id: EventID, kind: UInt8) -> Bool {
+        id.hlc >= since && id.hlc <= until && (origins?.contains(id.origin) ?? true)
+            && (kinds?.contains(kind) ?? true)
+    }
 }
 
 /// What an origin has contributed to this log.
@@ -176,13 +183,11 @@ public final class EventLogReader: Sendable {
             try txn.scan(dbs.events, from: start) { key, value in
                 guard let id = EventID(key: key) else { return true }
                 if id.hlc > filter.until { return false }
-                if let origins = filter.origins, !origins.contains(id.origin) { return true }
-                if let kinds = filter.kinds {
-                    guard value.count > 1, kinds.contains(value[1]) else { return true }
-                }
+                let kind = value.count > 1 ? value[1] : 0
+                guard filter.matches(id, kind: kind) else { return true }
                 if let limit = filter.limit, seen >= limit { return false }
                 seen += 1
-                return try body(id, value.count > 1 ? value[1] : 0, value)
+                return try body(id, kind, value)
             }
             return try txn.lastKey(dbs.log).map { $0.withUnsafeBytes { Schema.u64($0) } } ?? 0
         }

@@ -12,9 +12,6 @@ import ServiceLifecycle
 /// `weight.changed` moves the weights everywhere, and a `temporary_circuit_break` alert opens
 /// the key's breaker everywhere until the time it carries.
 struct ControlLoop {
-    /// `alert.fired` rule of a temporary break; `value` is the break's end (Unix ms).
-    static let temporaryBreakRule = AlertEvaluator.temporaryBreakRule
-
     var controller: WeightController
     var evaluator: AlertEvaluator
     /// The configured alert rules the evaluator was built from (rebuilt when they change).
@@ -123,7 +120,7 @@ extension GatewayEngine {
                 case .temporaryBreak(let keyID, let until, let reason):
                     notices.append(
                         AlertFired(
-                            rule: ControlLoop.temporaryBreakRule, scope: keyID, firing: true, value: Double(until),
+                            rule: AlertEvaluator.temporaryBreakRule, scope: keyID, firing: true, value: Double(until),
                             action: AlertEvaluator.Action.temporaryCircuitBreak.rawValue, detail: reason))
                 case .alert:
                     notices.append(decision.alertFired!)
@@ -132,9 +129,9 @@ extension GatewayEngine {
             let ownedKeys = Set(owned.flatMap { $0.keys.map(\.id) })
             // A key broken again in this step keeps its new break: a clear written after it would
             // win (last writer by event id) and the new break would never apply.
-            let brokenNow = Set(notices.filter { $0.rule == ControlLoop.temporaryBreakRule }.map(\.scope))
+            let brokenNow = Set(notices.filter { $0.rule == AlertEvaluator.temporaryBreakRule }.map(\.scope))
             for (key, entry) in view.alerts.sorted(by: { $0.key < $1.key })
-            where key.rule == ControlLoop.temporaryBreakRule && entry.value.firing && ownedKeys.contains(key.scope)
+            where key.rule == AlertEvaluator.temporaryBreakRule && entry.value.firing && ownedKeys.contains(key.scope)
                 && UInt64(max(0, entry.value.value)) <= now && !brokenNow.contains(key.scope)
             {
                 notices.append(
@@ -144,7 +141,8 @@ extension GatewayEngine {
             }
         }
         if WeightController.owner(of: "alerts", among: membership.live) == nodeName {
-            let snapshot = alertSnapshot(view: view, membership: membership, config: config, nowMillis: now)
+            let snapshot = alertSnapshot(
+                view: view, membership: membership, config: config, controller: loop.controller, nowMillis: now)
             for transition in loop.evaluator.evaluate(snapshot, nowMillis: now, firingAlerts: firing) {
                 notices.append(transition.event)
             }
@@ -192,7 +190,8 @@ extension GatewayEngine {
 
     /// The values the alert rules test, from the views (every node's requests) and membership.
     func alertSnapshot(
-        view: ViewState, membership: ClusterMembership, config: BifrostConfig, nowMillis: UInt64
+        view: ViewState, membership: ClusterMembership, config: BifrostConfig, controller: WeightController,
+        nowMillis: UInt64
     ) -> AlertEvaluator.Snapshot {
         var snapshot = AlertEvaluator.Snapshot()
         let cluster = "cluster"
@@ -216,10 +215,8 @@ extension GatewayEngine {
             snapshot.set(.failed, failedNames.contains(node) ? 1 : 0, .node, node)
         }
 
-        var settings = WeightController.Settings()
-        settings.windowMillis = max(1, WeightController.millis(config.cluster.loadBalancing.performanceWindow))
-        settings.minimumSamples = UInt64(config.cluster.loadBalancing.minSamples)
-        let inputs = WeightController(settings: settings).inputs(
+        let settings = controller.settings
+        let inputs = controller.inputs(
             view: view, providers: config.providers, currentWeights: currentWeights, nowMillis: nowMillis)
         var total: UInt64 = 0
         var byProvider: [String: [(key: String, windows: PerformanceWindows)]] = [:]

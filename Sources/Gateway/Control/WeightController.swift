@@ -146,8 +146,6 @@ public struct WeightController: Sendable {
     public let settings: Settings
     private var keyStates: [String: KeyState] = [:]
     private var latches: [AlertKey: AlertLatch] = [:]
-    /// Whether the current evaluation was given the alerts view to follow.
-    private var following = false
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -200,10 +198,8 @@ public struct WeightController: Sendable {
     /// subject the controller has not seen, it starts from them, so it clears what a previous
     /// owner fired.
     public mutating func evaluate(
-        nowMillis: UInt64, keys: [KeyInput], firingAlerts view: Set<AlertKey>? = nil
+        nowMillis: UInt64, keys: [KeyInput], firingAlerts: Set<AlertKey>? = nil
     ) -> [Decision] {
-        let firingAlerts = view ?? []
-        following = view != nil
         var out: [Decision] = []
         var seenKeys: Set<String> = []
         var seenAlerts: Set<AlertKey> = []
@@ -241,7 +237,7 @@ public struct WeightController: Sendable {
     }
 
     private mutating func evaluateKey(
-        _ key: KeyInput, nowMillis: UInt64, firingAlerts: Set<AlertKey>, seenAlerts: inout Set<AlertKey>,
+        _ key: KeyInput, nowMillis: UInt64, firingAlerts: Set<AlertKey>?, seenAlerts: inout Set<AlertKey>,
         out: inout [Decision]
     ) -> Verdict {
         let s = settings
@@ -333,7 +329,7 @@ public struct WeightController: Sendable {
 
     private mutating func rebalance(
         provider: String, members: [KeyInput], verdicts: [String: Verdict], nowMillis: UInt64,
-        firingAlerts: Set<AlertKey>, seenAlerts: inout Set<AlertKey>, out: inout [Decision]
+        firingAlerts: Set<AlertKey>?, seenAlerts: inout Set<AlertKey>, out: inout [Decision]
     ) {
         let total = verdicts.values.reduce(0) { $0 + $1.requests }
         let candidates = members.filter { verdicts[$0.keyID] != nil }
@@ -393,12 +389,12 @@ public struct WeightController: Sendable {
 
     private mutating func latch(
         _ rule: AlertEvaluator.Rule, subject: String, holds: Bool?, value: Double, detail: String,
-        nowMillis: UInt64, firingAlerts: Set<AlertKey>, seenAlerts: inout Set<AlertKey>, out: inout [Decision]
+        nowMillis: UInt64, firingAlerts: Set<AlertKey>?, seenAlerts: inout Set<AlertKey>, out: inout [Decision]
     ) {
         let key = AlertKey(rule: rule.name, scope: subject)
         seenAlerts.insert(key)
-        var latch = latches[key] ?? AlertLatch(firing: firingAlerts.contains(key))
-        if following { latch.follow(view: firingAlerts.contains(key)) }
+        var latch = latches[key] ?? AlertLatch(firing: firingAlerts?.contains(key) ?? false)
+        if let firingAlerts { latch.follow(view: firingAlerts.contains(key)) }
         if let firing = latch.update(
             holds: holds, value: value, clearAfter: settings.alertClearEvaluations, nowMillis: nowMillis)
         {

@@ -32,7 +32,7 @@ struct RoutingState {
         // The weight controller's temporary breaks hold on every node: each is an alert whose
         // value is the end of the break (Unix ms).
         for (key, alert) in views.alerts
-        where key.rule == ControlLoop.temporaryBreakRule && alert.value.firing && weights[key.scope] != nil {
+        where key.rule == AlertEvaluator.temporaryBreakRule && alert.value.firing && weights[key.scope] != nil {
             let until = UInt64(max(0, alert.value.value))
             guard until > nowMillis, breakersForcedUntil[key.scope] != until else { continue }
             breakersForcedUntil[key.scope] = until
