@@ -1,4 +1,6 @@
 import ArgumentParser
+import NIOCore
+import NIOPosix
 import Replication
 
 @main
@@ -29,6 +31,13 @@ struct Bifrost: AsyncParsableCommand {
             """,
         subcommands: [Serve.self, Keygen.self],
         defaultSubcommand: Serve.self)
+
+    /// Tasks run on the event loops the HTTP server and the upstream client use, so a request
+    /// does not hop between two thread pools on its way through the node.
+    static func main() async {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        await main(nil)
+    }
 }
 
 struct Keygen: ParsableCommand {

@@ -61,7 +61,7 @@ public final class GatewayEngine: Service, Sendable {
             if cluster.liveNodeCount <= 1 {
                 admissions.limiter.withLock { $0.confirm(through: maxSeq) }
             } else {
-                admissions.pending.withLock { $0.append(event: last.hlc, seq: maxSeq) }
+                admissions.awaitConfirmation(event: last.hlc, seq: maxSeq)
             }
         }
         for (key, reason) in runtime.unusableKeys.sorted(by: { $0.key < $1.key }) {
@@ -121,9 +121,12 @@ public final class GatewayEngine: Service, Sendable {
                 }
             }
             group.addTask {
-                while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                    try? await Task.sleep(for: .milliseconds(2))
-                    self.confirmAcknowledged()
+                // Peers' acknowledgements are polled only while admissions await them.
+                for await _ in self.admissions.awaiting.cancelOnGracefulShutdown() {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(2))
+                        if self.confirmAcknowledged() { break }
+                    }
                 }
             }
             group.addTask { try? await self.recorder.run() }
@@ -152,18 +155,20 @@ public final class GatewayEngine: Service, Sendable {
         routing.withLock { $0.refresh(runtime: runtime, views: view, nowMillis: now) }
     }
 
-    func confirmAcknowledged() {
-        guard !admissions.pending.withLock({ $0.isEmpty }) else { return }
+    /// Confirms the admissions every live peer acknowledged; true when none are left waiting.
+    @discardableResult
+    func confirmAcknowledged() -> Bool {
+        guard !admissions.pending.withLock({ $0.isEmpty }) else { return true }
         let acknowledged: HLCTimestamp?
         if cluster.liveNodeCount <= 1 {
             acknowledged = .max
         } else {
             acknowledged = cluster.ownEventsAcknowledgedThrough()
         }
-        guard let acknowledged, let seq = admissions.pending.withLock({ $0.confirm(through: acknowledged) }) else {
-            return
-        }
-        admissions.limiter.withLock { $0.confirm(through: seq) }
+        guard let acknowledged else { return false }
+        let (seq, drained) = admissions.pending.withLock { ($0.confirm(through: acknowledged), $0.isEmpty) }
+        if let seq { admissions.limiter.withLock { $0.confirm(through: seq) } }
+        return drained
     }
 
     // MARK: Limits
@@ -286,4 +291,20 @@ struct ViewCounts: PeerCounts {
 final class Admissions: Sendable {
     let limiter = Mutex(ClusterLimiter())
     let pending = Mutex(PendingConfirmations())
+    /// Yields when the first batch starts waiting for peers' acknowledgements.
+    let awaiting: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    init() {
+        (awaiting, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// A committed batch of admissions (up to limiter sequence `seq`) that peers must acknowledge.
+    func awaitConfirmation(event: HLCTimestamp, seq: UInt64) {
+        let wasEmpty = pending.withLock { p in
+            defer { p.append(event: event, seq: seq) }
+            return p.isEmpty
+        }
+        if wasEmpty { wake.yield() }
+    }
 }

@@ -1,11 +1,34 @@
 import Prometheus
 import Synchronization
 
+/// Series of one metric already made in the registry, by their label values: the per-request
+/// series are looked up here instead of being validated and made again on every request.
+final class SeriesCache<Series: AnyObject & Sendable>: Sendable {
+    private let series = Mutex<[[String]: Series]>([:])
+
+    func callAsFunction(_ labelValues: [String], make: () -> Series) -> Series {
+        series.withLock { cache in
+            if let existing = cache[labelValues] { return existing }
+            let made = make()
+            cache[labelValues] = made
+            return made
+        }
+    }
+}
+
 /// The gateway's Prometheus series (DESIGN §4, issue C "Metrics"). Secrets never appear in
 /// labels: keys are named by their model-key id, virtual keys by name.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let active = Atomic<Int>(0)
+    private let activeGauge: Gauge
+    private let overheadHistogram: DurationHistogram
+    private let requests = SeriesCache<Counter>()
+    private let upstreamLatencies = SeriesCache<DurationHistogram>()
+    private let firstTokens = SeriesCache<DurationHistogram>()
+    private let tokenCounters = SeriesCache<Counter>()
+    /// The breaker state last published per key: the gauges change only when it does.
+    private let breakerStates = Mutex<[String: String]>([:])
 
     static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
@@ -25,56 +48,57 @@ public final class GatewayMetrics: Sendable {
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-    }
-
-    public func requestFinished(provider: String, model: String, key: String, status: Int) {
-        registry.makeCounter(
-            descriptor: Self.name(
-                "bifrost_requests_total",
-                help: "Client requests by provider, model, model-key id and HTTP status returned"),
-            labels: [("provider", provider), ("model", model), ("key", key), ("status", String(status))]
-        ).increment()
-    }
-
-    public func upstreamLatency(_ d: Duration, provider: String) {
-        registry.makeDurationHistogram(
-            descriptor: Self.name(
-                "bifrost_upstream_latency_seconds", help: "Upstream call duration (to the end of the response)"),
-            labels: [("provider", provider)],
-            buckets: Self.latencyBuckets
-        ).record(d)
-    }
-
-    public func overhead(_ d: Duration) {
-        registry.makeDurationHistogram(
+        activeGauge = registry.makeGauge(
+            descriptor: Self.name("bifrost_active_requests", help: "Requests in progress"))
+        overheadHistogram = registry.makeDurationHistogram(
             descriptor: Self.name(
                 "bifrost_gateway_overhead_seconds",
                 help: "Time spent in the gateway per request, excluding upstream calls and backoff"), labels: [],
-            buckets: Self.overheadBuckets
-        ).record(d)
+            buckets: Self.overheadBuckets)
+    }
+
+    public func requestFinished(provider: String, model: String, key: String, status: Int) {
+        let statusText = String(status)
+        requests([provider, model, key, statusText]) {
+            registry.makeCounter(
+                descriptor: Self.name(
+                    "bifrost_requests_total",
+                    help: "Client requests by provider, model, model-key id and HTTP status returned"),
+                labels: [("provider", provider), ("model", model), ("key", key), ("status", statusText)])
+        }.increment()
+    }
+
+    public func upstreamLatency(_ d: Duration, provider: String) {
+        upstreamLatencies([provider]) {
+            registry.makeDurationHistogram(
+                descriptor: Self.name(
+                    "bifrost_upstream_latency_seconds", help: "Upstream call duration (to the end of the response)"),
+                labels: [("provider", provider)],
+                buckets: Self.latencyBuckets)
+        }.record(d)
+    }
+
+    public func overhead(_ d: Duration) {
+        overheadHistogram.record(d)
     }
 
     public func timeToFirstToken(_ d: Duration, provider: String) {
-        registry.makeDurationHistogram(
-            descriptor: Self.name(
-                "bifrost_stream_time_to_first_token_seconds", help: "Stream start to the first content chunk"),
-            labels: [("provider", provider)],
-            buckets: Self.latencyBuckets
-        ).record(d)
+        firstTokens([provider]) {
+            registry.makeDurationHistogram(
+                descriptor: Self.name(
+                    "bifrost_stream_time_to_first_token_seconds", help: "Stream start to the first content chunk"),
+                labels: [("provider", provider)],
+                buckets: Self.latencyBuckets)
+        }.record(d)
     }
 
     public func tokens(input: Int, output: Int, provider: String, model: String) {
-        if input > 0 {
-            registry.makeCounter(
-                descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
-                labels: [("provider", provider), ("model", model), ("direction", "input")]
-            ).increment(by: Int64(input))
-        }
-        if output > 0 {
-            registry.makeCounter(
-                descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
-                labels: [("provider", provider), ("model", model), ("direction", "output")]
-            ).increment(by: Int64(output))
+        for (direction, count) in [("input", input), ("output", output)] where count > 0 {
+            tokenCounters([provider, model, direction]) {
+                registry.makeCounter(
+                    descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
+                    labels: [("provider", provider), ("model", model), ("direction", direction)])
+            }.increment(by: Int64(count))
         }
     }
 
@@ -102,12 +126,17 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func breakerState(key: String, state: String) {
-        for s in ["closed", "open", "half_open"] {
-            registry.makeGauge(
-                descriptor: Self.name(
-                    "bifrost_breaker_state", help: "Circuit breaker state per provider key (1 for the current state)"),
-                labels: [("key", key), ("state", s)]
-            ).set(Double(s == state ? 1 : 0))
+        breakerStates.withLock { states in
+            guard states[key] != state else { return }
+            states[key] = state
+            for s in ["closed", "open", "half_open"] {
+                registry.makeGauge(
+                    descriptor: Self.name(
+                        "bifrost_breaker_state", help: "Circuit breaker state per provider key (1 for the current state)"
+                    ),
+                    labels: [("key", key), ("state", s)]
+                ).set(Double(s == state ? 1 : 0))
+            }
         }
     }
 
@@ -165,17 +194,12 @@ public final class GatewayMetrics: Sendable {
     @discardableResult
     public func requestStarted() -> Int {
         let n = active.add(1, ordering: .relaxed).newValue
-        registry.makeGauge(
-            descriptor: Self.name("bifrost_active_requests", help: "Requests in progress")
-        ).set(Double(n))
+        activeGauge.set(Double(n))
         return n
     }
 
     public func requestEnded() {
-        let n = active.subtract(1, ordering: .relaxed).newValue
-        registry.makeGauge(
-            descriptor: Self.name("bifrost_active_requests", help: "Requests in progress")
-        ).set(Double(n))
+        activeGauge.set(Double(active.subtract(1, ordering: .relaxed).newValue))
     }
 
     public var activeRequests: Int { active.load(ordering: .relaxed) }

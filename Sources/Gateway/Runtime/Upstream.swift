@@ -122,6 +122,8 @@ public final class UpstreamClient: Service, Sendable {
         configuration.timeout.connect = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000)
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
+        // No request spans: with no tracer bootstrapped they would only cost a URL parse per call.
+        configuration.tracing.tracer = nil
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
