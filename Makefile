@@ -73,7 +73,9 @@ sim: build
 
 ## bench: release build, then every benchmark; writes $(BENCH_OUT)/*.json and docs/BENCHMARKS.md.
 bench: deps
-	@command -v wrk >/dev/null || (SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; $$SUDO apt-get install -y -qq wrk >/dev/null)
+	@missing=""; command -v wrk >/dev/null || missing="wrk"; [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 	$(SWIFT) build -c release $(BUILD_FLAGS)
 	BIN=$(RELEASE_DIR) BENCH_OUT=$(BENCH_OUT) BENCH_EVENTS=$(BENCH_EVENTS) tools/scripts/bench.sh
 

@@ -121,6 +121,10 @@ let package = Package(
             dependencies: [
                 "EventLog", "Replication", "ToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "tools/bifrost-bench",
             swiftSettings: strict
@@ -179,7 +183,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "EventLog"],
+            dependencies: ["Gateway", "EventLog", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: strict
         ),
     ],

@@ -18,6 +18,12 @@ struct GatewayBench: AsyncParsableCommand {
             the latency added over the direct run, the gateway's in-process overhead p50/p99 (its \
             bifrost_gateway_overhead_seconds histogram: time in the gateway excluding the upstream call), \
             and the node's resident memory. Needs wrk (Debian package wrk).
+
+            When nginx is installed (/usr/sbin/nginx), the same load also goes through a plain nginx \
+            reverse proxy to the mock (one worker per core, keep-alive upstream connections), and each \
+            node run reports its throughput ratio to that proxy: the reference a gateway is held to on \
+            the same machine in the same run. The load also goes through `bifrost-bench passthrough`: \
+            Hummingbird in, AsyncHTTPClient out and nothing else, the floor of the node's own stack.
             """)
 
     @Option(help: "Seconds per measurement.")
@@ -50,12 +56,8 @@ struct GatewayBench: AsyncParsableCommand {
         ).write(to: URL(fileURLWithPath: script))
 
         let mockPort = Int.random(in: 46_000...50_000)
-        let mock = Process()
-        mock.executableURL = bin.appendingPathComponent("bifrost-mock-provider")
-        mock.arguments = ["--port", "\(mockPort)", "--log-level", "error"]
-        mock.standardOutput = FileHandle.nullDevice
-        mock.standardError = FileHandle.nullDevice
-        try mock.run()
+        let mock = try Self.launch(
+            bin.appendingPathComponent("bifrost-mock-provider"), ["--port", "\(mockPort)", "--log-level", "error"])
         defer {
             kill(mock.processIdentifier, SIGTERM)
             mock.waitUntilExit()
@@ -78,6 +80,30 @@ struct GatewayBench: AsyncParsableCommand {
             let r = try wrk(url: mockURL + "/v1/chat/completions", connections: conns, script: script)
             results.append(("direct", conns, r, nil, nil))
             log("direct       c=\(conns): \(r.summary)")
+        }
+        if let proxy = try NginxProxy(upstreamPort: mockPort, scratch: scratch) {
+            defer { proxy.stop() }
+            guard await Self.waitHTTP(proxy.url + "/health") else { throw ValidationError("nginx did not start") }
+            for (conns, r) in try reference("nginx", url: proxy.url + "/v1/chat/completions", levels, script) {
+                results.append(("nginx", conns, r, nil, nil))
+            }
+        } else {
+            log("nginx is not installed: no reference proxy run (apt-get install -y nginx-light)")
+        }
+        do {
+            let port = Int.random(in: 54_001...58_000)
+            let floor = try Self.launch(
+                URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
+                ["passthrough", "--upstream", mockURL, "--port", "\(port)"])
+            defer {
+                kill(floor.processIdentifier, SIGKILL)
+                floor.waitUntilExit()
+            }
+            let url = "http://127.0.0.1:\(port)/v1/chat/completions"
+            guard await Self.waitPost(url) else { throw ValidationError("the pass-through proxy did not start") }
+            for (conns, r) in try reference("passthrough", url: url, levels, script) {
+                results.append(("passthrough", conns, r, nil, nil))
+            }
         }
         for size in [1, 3] {
             let cluster = try LocalCluster(size: size, bin: bin)
@@ -116,6 +142,18 @@ struct GatewayBench: AsyncParsableCommand {
                 fields["throughput_ratio_to_direct"] = .double(
                     (r.requestsPerSecond / max(1, direct.requestsPerSecond) * 1000).rounded() / 1000)
             }
+            if label == "one_node" || label == "cluster_node",
+                let nginx = results.first(where: { $0.label == "nginx" && $0.conns == conns })?.run
+            {
+                fields["throughput_ratio_to_nginx"] = .double(
+                    (r.requestsPerSecond / max(1, nginx.requestsPerSecond) * 1000).rounded() / 1000)
+            }
+            if label == "one_node" || label == "cluster_node",
+                let floor = results.first(where: { $0.label == "passthrough" && $0.conns == conns })?.run
+            {
+                fields["throughput_ratio_to_passthrough"] = .double(
+                    (r.requestsPerSecond / max(1, floor.requestsPerSecond) * 1000).rounded() / 1000)
+            }
             if let overhead {
                 fields["overhead_p50_us"] = .double(overhead.0 * 1e6)
                 fields["overhead_p99_us"] = .double(overhead.1 * 1e6)
@@ -128,6 +166,27 @@ struct GatewayBench: AsyncParsableCommand {
             "runs": .object(runs),
         ])
         print(json ? out.rendered() : out.rendered(pretty: true))
+    }
+
+    /// Starts a helper process with its output discarded.
+    static func launch(_ executable: URL, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Warms a reference path (its upstream connections), then measures it at each level.
+    func reference(_ label: String, url: String, _ levels: [Int], _ script: String) throws -> [(Int, WrkRun)] {
+        _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
+        return try levels.map { conns in
+            let r = try wrk(url: url, connections: conns, script: script)
+            log("\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary)")
+            return (conns, r)
+        }
     }
 
     func log(_ s: String) {
@@ -232,6 +291,23 @@ struct GatewayBench: AsyncParsableCommand {
         return (quantile(0.5), quantile(0.99))
     }
 
+    /// Waits until a POST with the benchmark body answers 200.
+    static func waitPost(_ url: String) async -> Bool {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        for _ in 0..<100 {
+            if let (_, response) = try? await URLSession.shared.data(for: request),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
     static func waitHTTP(_ url: String) async -> Bool {
         for _ in 0..<100 {
             if let (_, response) = try? await URLSession.shared.data(from: URL(string: url)!),
@@ -242,6 +318,58 @@ struct GatewayBench: AsyncParsableCommand {
             try? await Task.sleep(for: .milliseconds(100))
         }
         return false
+    }
+}
+
+/// A plain nginx reverse proxy in front of the mock provider: the reference the gateway runs are
+/// compared with. Nil when nginx is not installed.
+final class NginxProxy {
+    static let binary = "/usr/sbin/nginx"
+    let process = Process()
+    let url: String
+
+    init?(upstreamPort: Int, scratch: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else { return nil }
+        let port = Int.random(in: 50_001...54_000)
+        url = "http://127.0.0.1:\(port)"
+        let root = scratch + "/nginx"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let config = """
+            worker_processes auto;
+            daemon off;
+            pid \(root)/nginx.pid;
+            error_log \(root)/error.log warn;
+            events { worker_connections 4096; }
+            http {
+              access_log off;
+              client_body_temp_path \(root)/body;
+              proxy_temp_path \(root)/proxy;
+              fastcgi_temp_path \(root)/fastcgi;
+              uwsgi_temp_path \(root)/uwsgi;
+              scgi_temp_path \(root)/scgi;
+              upstream mock { server 127.0.0.1:\(upstreamPort); keepalive 256; }
+              server {
+                listen 127.0.0.1:\(port);
+                location / {
+                  proxy_pass http://mock;
+                  proxy_http_version 1.1;
+                  proxy_set_header Connection "";
+                }
+              }
+            }
+            """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: root + "/nginx.conf"))
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["-p", root, "-c", root + "/nginx.conf"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    func stop() {
+        // SIGQUIT: nginx's graceful stop, which also stops its workers.
+        kill(process.processIdentifier, SIGQUIT)
+        process.waitUntilExit()
     }
 }
 

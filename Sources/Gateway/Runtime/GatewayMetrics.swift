@@ -132,7 +132,8 @@ public final class GatewayMetrics: Sendable {
             for s in ["closed", "open", "half_open"] {
                 registry.makeGauge(
                     descriptor: Self.name(
-                        "bifrost_breaker_state", help: "Circuit breaker state per provider key (1 for the current state)"
+                        "bifrost_breaker_state",
+                        help: "Circuit breaker state per provider key (1 for the current state)"
                     ),
                     labels: [("key", key), ("state", s)]
                 ).set(Double(s == state ? 1 : 0))
