@@ -77,7 +77,8 @@ public struct NodeHealth: Hashable, Sendable {
             return (percent, Self.residentBytes())
         }
 
-        static func processCPUSeconds() -> Double {
+        /// User + system CPU time of this process so far.
+        public static func processCPUSeconds() -> Double {
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
             return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)

@@ -104,14 +104,12 @@ extension Node: ClusterStatusSource {
     static func activeAlerts(_ view: ViewState, nowMillis: UInt64 = SystemWallClock().nowMillis()) -> JSONValue {
         .array(
             view.alerts.keys.sorted().compactMap { key in
-                guard let alert = view.alerts[key], isActive(key, alert.value, nowMillis: nowMillis) else { return nil }
+                guard let alert = view.alerts[key], AlertEvaluator.isActive(key, alert.value, nowMillis: nowMillis)
+                else {
+                    return nil
+                }
                 return alertJSON(key, alert)
             })
-    }
-
-    static func isActive(_ key: AlertKey, _ alert: AlertFired, nowMillis: UInt64) -> Bool {
-        guard alert.firing else { return false }
-        return key.rule != AlertEvaluator.temporaryBreakRule || UInt64(max(0, alert.value)) > nowMillis
     }
 
     static func alertJSON(_ key: AlertKey, _ alert: LWW<AlertFired>) -> JSONValue {
@@ -283,7 +281,7 @@ extension Node: ClusterStatusSource {
         var firing: [String: Int] = [:]
         let view = store.viewSnapshot
         let now = SystemWallClock().nowMillis()
-        for (key, alert) in view.alerts where Self.isActive(key, alert.value, nowMillis: now) {
+        for (key, alert) in view.alerts where AlertEvaluator.isActive(key, alert.value, nowMillis: now) {
             firing[key.rule, default: 0] += 1
         }
         engine.metrics.alertsFiring(firing, rules: Set(view.alerts.keys.map(\.rule)))

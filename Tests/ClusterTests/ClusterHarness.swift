@@ -123,6 +123,24 @@ final class ClusterHarness: @unchecked Sendable {
         try launch(process, as: name, logPath: node.logPath)
     }
 
+    /// The configuration file the nodes start with (`writeConfig`).
+    var configPath: String { root + "/config.json" }
+
+    func writeConfig(_ config: String) throws {
+        try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
+    }
+
+    /// Starts (or restarts) a node with the configuration file.
+    func startConfigured(_ name: String, key: String) throws {
+        try start(name, key: key, extraArguments: ["--config", configPath])
+    }
+
+    /// Writes the configuration, then starts every node with it under one cluster key.
+    func startAll(config: String, key: String) throws {
+        try writeConfig(config)
+        for node in nodes { try startConfigured(node.name, key: key) }
+    }
+
     /// Runs `process` with its output appended to `logPath`, registered under `name` (for
     /// `terminate`) and for the kill at exit.
     private func launch(_ process: Process, as name: String, logPath: String) throws {
@@ -249,16 +267,22 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// `bifrost-replay <data-dir> --view <view>` as JSON.
     func replay(_ name: String, view: String) throws -> [String: Any] {
+        let data = try toolOutput("bifrost-replay", [spec(name).dataDir, "--view", view])
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
+    /// What one of the tools prints on standard output.
+    private func toolOutput(_ tool: String, _ arguments: [String]) throws -> Data {
         let p = Process()
-        p.executableURL = binDir.appendingPathComponent("bifrost-replay")
-        p.arguments = [spec(name).dataDir, "--view", view]
+        p.executableURL = binDir.appendingPathComponent(tool)
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        return data
     }
 
     func terminate(_ name: String, timeout: Duration = .seconds(15)) async {
@@ -310,29 +334,13 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// `bifrost-dump --stats` of a node's data dir (works while it runs).
     func dumpStats(_ name: String) throws -> [String: Any] {
-        let p = Process()
-        p.executableURL = binDir.appendingPathComponent("bifrost-dump")
-        p.arguments = [spec(name).dataDir, "--stats"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let data = try toolOutput("bifrost-dump", [spec(name).dataDir, "--stats"])
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
     /// `bifrost-dump <data-dir> --kind <kind> --format jsonl`, one object per event.
     func dumpEvents(_ name: String, kind: String) throws -> [[String: Any]] {
-        let p = Process()
-        p.executableURL = binDir.appendingPathComponent("bifrost-dump")
-        p.arguments = [spec(name).dataDir, "--kind", kind, "--format", "jsonl"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let data = try toolOutput("bifrost-dump", [spec(name).dataDir, "--kind", kind, "--format", "jsonl"])
         return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }

@@ -17,11 +17,7 @@ extension MultiProcess {
         }
 
         func startCluster(_ harness: ClusterHarness, key: String) throws {
-            let configPath = harness.root + "/config.json"
-            try Data(Self.config.utf8).write(to: URL(fileURLWithPath: configPath))
-            for node in harness.nodes {
-                try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
-            }
+            try harness.startAll(config: Self.config, key: key)
         }
 
         func digestsConverge(_ harness: ClusterHarness, _ names: [String], within timeout: Duration) async -> Bool {
@@ -72,7 +68,7 @@ extension MultiProcess {
             let detection = ContinuousClock.now - killed
             // While node-3 is down, the others keep writing.
             _ = try await harness.request("node-1", "POST", "/debug/events?count=5000")
-            try harness.start("node-3", key: key, extraArguments: ["--config", harness.root + "/config.json"])
+            try harness.startConfigured("node-3", key: key)
             #expect(await harness.allAlive(names), "node-3 did not rejoin (detection took \(detection))")
             #expect(await digestsConverge(harness, names, within: .seconds(20)))
             await harness.stopAll()
@@ -99,11 +95,10 @@ extension MultiProcess {
         @Test func nodeWithAWrongClusterKey_neverAppearsInTheCluster() async throws {
             let harness = try ClusterHarness(nodes: 3, label: "wrongkey")
             let key = Self.key()
-            let configPath = harness.root + "/config.json"
-            try Data(Self.config.utf8).write(to: URL(fileURLWithPath: configPath))
-            try harness.start("node-1", key: key, extraArguments: ["--config", configPath])
-            try harness.start("node-2", key: key, extraArguments: ["--config", configPath])
-            try harness.start("node-3", key: Self.key(), extraArguments: ["--config", configPath])
+            try harness.writeConfig(Self.config)
+            try harness.startConfigured("node-1", key: key)
+            try harness.startConfigured("node-2", key: key)
+            try harness.startConfigured("node-3", key: Self.key())
             #expect(await harness.allAlive(["node-1", "node-2"]))
             try await Task.sleep(for: .seconds(3))
             for name in ["node-1", "node-2"] {

@@ -19,12 +19,7 @@ extension MultiProcess {
 
         func startCluster(_ harness: ClusterHarness) async throws {
             let mock = try await harness.startMock()
-            let configPath = harness.root + "/config.json"
-            try Data(Self.config(mock: mock).utf8).write(to: URL(fileURLWithPath: configPath))
-            let key = ClusterTests.key()
-            for node in harness.nodes {
-                try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
-            }
+            try harness.startAll(config: Self.config(mock: mock), key: ClusterTests.key())
             let formed = await harness.allAlive()
             #expect(formed, "\(harness.log("node-1"))")
         }

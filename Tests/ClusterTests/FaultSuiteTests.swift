@@ -78,27 +78,23 @@ extension MultiProcess {
 
         func startCluster(
             _ harness: ClusterHarness, config: (String) -> String = Self.config
-        ) async throws -> (balancer: String, key: String, config: String, mock: String) {
+        ) async throws -> (balancer: String, key: String, mock: String) {
             let mock = try await harness.startMock()
-            let configPath = harness.root + "/config.json"
-            try Data(config(mock).utf8).write(to: URL(fileURLWithPath: configPath))
             let key = ClusterTests.key()
-            for node in harness.nodes {
-                try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
-            }
+            try harness.startAll(config: config(mock), key: key)
             #expect(await harness.allAlive(), "\(harness.log("node-1"))")
             let balancer = try harness.startBalancer()
             let ready = await harness.eventually(.seconds(10)) {
                 try await harness.send("GET", balancer + "/health").0 == 200
             }
             #expect(ready, "haproxy did not come up")
-            return (balancer, key, configPath, mock)
+            return (balancer, key, mock)
         }
 
         @Test func killNineUnderLoad_noClientErrors_deadWithinTheBound_trafficRedistributed() async throws {
             let harness = try ClusterHarness(nodes: 3, label: "fault-kill")
             defer { Task { await harness.stopAll() } }
-            let (balancer, _, _, _) = try await startCluster(harness)
+            let (balancer, _, _) = try await startCluster(harness)
             let load = LoadDriver()
             load.start(url: balancer + "/v1/chat/completions", token: Self.token, body: Self.body, rate: Self.rate)
             try await Task.sleep(for: Self.phase)
@@ -139,13 +135,13 @@ extension MultiProcess {
         @Test func rollingRestartUnderLoad_noClientErrors() async throws {
             let harness = try ClusterHarness(nodes: 3, label: "fault-rolling")
             defer { Task { await harness.stopAll() } }
-            let (balancer, key, configPath, _) = try await startCluster(harness)
+            let (balancer, key, _) = try await startCluster(harness)
             let load = LoadDriver()
             load.start(url: balancer + "/v1/chat/completions", token: Self.token, body: Self.body, rate: Self.rate)
             try await Task.sleep(for: .seconds(1))
             for node in harness.nodes {
                 await harness.terminate(node.name)
-                try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
+                try harness.startConfigured(node.name, key: key)
                 #expect(await harness.allAlive(), "\(node.name) did not rejoin")
                 // haproxy marks it up after two passing checks.
                 try await Task.sleep(for: .seconds(1))
@@ -170,7 +166,7 @@ extension MultiProcess {
         @Test func failingKey_weightReducedByOneNodesDecision_visibleOnAllNodes_restoredAfterRecovery() async throws {
             let harness = try ClusterHarness(nodes: 3, label: "fault-weights")
             defer { Task { await harness.stopAll() } }
-            let (balancer, _, _, mock) = try await startCluster(harness, config: Self.adaptiveConfig)
+            let (balancer, _, mock) = try await startCluster(harness, config: Self.adaptiveConfig)
             let names = harness.nodes.map(\.name)
             let load = LoadDriver()
             load.start(

@@ -22,12 +22,7 @@ extension MultiProcess {
             let harness = try ClusterHarness(nodes: 3, label: "gateway-limit")
             defer { Task { await harness.stopAll() } }
             let mock = try await harness.startMock()
-            let configPath = harness.root + "/config.json"
-            try Data(Self.config(mock: mock).utf8).write(to: URL(fileURLWithPath: configPath))
-            let key = ClusterTests.key()
-            for node in harness.nodes {
-                try harness.start(node.name, key: key, extraArguments: ["--config", configPath])
-            }
+            try harness.startAll(config: Self.config(mock: mock), key: ClusterTests.key())
             let names = harness.nodes.map(\.name)
             let formed = await harness.allAlive()
             #expect(formed, "\(harness.log("node-1"))")

@@ -268,7 +268,7 @@ import Testing
         let fired = evaluator.evaluate(Self.snapshot(.value(0.04)), nowMillis: Self.t0)
         #expect(
             fired == [
-                AlertTransition(
+                AlertFired(
                     rule: "high_error_rate", scope: "k1", firing: true, value: 0.04, action: "reduce_weight",
                     detail: "error_rate 0.04 > 0.025")
             ])
@@ -277,11 +277,11 @@ import Testing
         let cleared = evaluator.evaluate(Self.snapshot(.value(0.02)), nowMillis: Self.t0 + 120_000)
         #expect(
             cleared == [
-                AlertTransition(
+                AlertFired(
                     rule: "high_error_rate", scope: "k1", firing: false, value: 0.02, action: "reduce_weight",
                     detail: "error_rate 0.02 no longer > 0.025; cleared after 120 s")
             ])
-        #expect(cleared.first?.event.firing == false)
+        #expect(cleared.first?.firing == false)
         #expect(evaluator.firing.isEmpty)
     }
 

@@ -1,24 +1,12 @@
+import EventLog
 import Testing
 
 @testable import Gateway
 
 /// Exponential backoff with full jitter, and the retry rules it serves.
 @Suite struct BackoffTests {
-    /// SplitMix64 (Steele, Lea, Flood 2014): a seeded generator, so every run draws the same delays.
-    struct SeededRNG: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func draws(_ backoff: Backoff, attempt: Int, count: Int, seed: UInt64) -> [UInt64] {
-        var rng = SeededRNG(seed: seed)
+        var rng = SplitMix64(seed: seed)
         return (0..<count).map { _ in backoff.delayMillis(attempt: attempt, using: &rng) }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EventLog
 import Foundation
+import Replication
 import Synchronization
 import ToolSupport
 
@@ -101,7 +102,7 @@ struct EventLogBench: AsyncParsableCommand {
         // 1. Batched appends and inserts through the store.
         let store = try EventStore.open(directory: "\(root)/node", nodeName: "bench-node-1")
         let next = SharedCounter()
-        let cpuStart = Self.processCPUSeconds()
+        let cpuStart = NodeHealth.Sampler.processCPUSeconds()
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<writers {
@@ -120,7 +121,7 @@ struct EventLogBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let appendTime = (ContinuousClock.now - start).seconds
-        let appendCPU = Self.processCPUSeconds() - cpuStart
+        let appendCPU = NodeHealth.Sampler.processCPUSeconds() - cpuStart
         let stats = store.statistics
 
         // 2. Synced single-event commits, one at a time.
@@ -192,14 +193,6 @@ struct EventLogBench: AsyncParsableCommand {
         } else {
             ToolSupport.printLine(result.rendered(pretty: true))
         }
-    }
-
-    /// User + system CPU time of this process so far.
-    static func processCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     static func quantile(_ sorted: [Double], _ q: Double) -> Double {

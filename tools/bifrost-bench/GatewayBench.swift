@@ -99,9 +99,11 @@ struct GatewayBench: AsyncParsableCommand {
                 kill(floor.processIdentifier, SIGKILL)
                 floor.waitUntilExit()
             }
-            let url = "http://127.0.0.1:\(port)/v1/chat/completions"
-            guard await Self.waitPost(url) else { throw ValidationError("the pass-through proxy did not start") }
-            for (conns, r) in try reference("passthrough", url: url, levels, script) {
+            let base = "http://127.0.0.1:\(port)"
+            guard await Self.waitHTTP(base + "/health") else {
+                throw ValidationError("the pass-through proxy did not start")
+            }
+            for (conns, r) in try reference("passthrough", url: base + "/v1/chat/completions", levels, script) {
                 results.append(("passthrough", conns, r, nil, nil))
             }
         }
@@ -289,23 +291,6 @@ struct GatewayBench: AsyncParsableCommand {
             return lowerBound
         }
         return (quantile(0.5), quantile(0.99))
-    }
-
-    /// Waits until a POST with the benchmark body answers 200.
-    static func waitPost(_ url: String) async -> Bool {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body.utf8)
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        for _ in 0..<100 {
-            if let (_, response) = try? await URLSession.shared.data(for: request),
-                (response as? HTTPURLResponse)?.statusCode == 200
-            {
-                return true
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return false
     }
 
     static func waitHTTP(_ url: String) async -> Bool {

@@ -27,6 +27,7 @@ struct PassthroughProxy: AsyncParsableCommand {
         configuration.tracing.tracer = nil
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let router = Router()
+        router.get("health") { _, _ in HTTPResponse.Status.ok }
         let target = upstream + "/v1/chat/completions"
         router.post("v1/chat/completions") { request, _ -> Response in
             var call = HTTPClientRequest(url: target)

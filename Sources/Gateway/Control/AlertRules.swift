@@ -263,9 +263,9 @@ public struct AlertEvaluator: Sendable {
     /// goes by its own memory.
     public mutating func evaluate(
         _ snapshot: Snapshot, nowMillis: UInt64, firingAlerts view: Set<AlertKey>? = nil
-    ) -> [AlertTransition] {
+    ) -> [AlertFired] {
         let firingAlerts = view ?? []
-        var out: [AlertTransition] = []
+        var out: [AlertFired] = []
         var seen: Set<AlertKey> = []
         for rule in rules {
             let subjects = snapshot.values[rule.scope] ?? [:]
@@ -287,7 +287,7 @@ public struct AlertEvaluator: Sendable {
                 {
                     let note = snapshot.notes[rule.scope]?[subject].map { "; \($0)" } ?? ""
                     out.append(
-                        AlertTransition(
+                        AlertFired(
                             rule: rule.name, scope: subject, firing: firing, value: latch.lastValue,
                             action: rule.action.rawValue,
                             detail: Self.detail(
@@ -378,31 +378,6 @@ extension AlertEvaluator {
     public static let monitoringRules: [Rule] = [
         .providerDegradation, .nodeFailure, .highMigrationRate, .slowConvergence, .unevenLoad, .partitionDetected,
     ]
-}
-
-/// An alert rule fired or cleared for a subject.
-public struct AlertTransition: Sendable, Hashable {
-    public var rule: String
-    /// The subject: a model-key id, a provider, a node, or `cluster`.
-    public var scope: String
-    public var firing: Bool
-    public var value: Double
-    public var action: String
-    public var detail: String
-
-    public init(rule: String, scope: String, firing: Bool, value: Double, action: String, detail: String) {
-        self.rule = rule
-        self.scope = scope
-        self.firing = firing
-        self.value = value
-        self.action = action
-        self.detail = detail
-    }
-
-    /// The `alert.fired` payload recording it.
-    public var event: AlertFired {
-        AlertFired(rule: rule, scope: scope, firing: firing, value: value, action: action, detail: detail)
-    }
 }
 
 /// An alert rule that cannot be used, with the rule, the field and the text at fault.

@@ -1,3 +1,5 @@
+import EventLog
+
 extension AlertEvaluator {
     /// What the rules are evaluated against: per scope and subject (a key id, a provider, a node
     /// or `cluster`), the metric values, their baselines, and a note added to transitions.
@@ -32,4 +34,11 @@ extension AlertEvaluator {
     /// The rule of the `alert.fired` events recording the weight controller's temporary circuit
     /// breaks; such an event's `value` is the end of the break (Unix ms).
     public static let temporaryBreakRule = "temporary_circuit_break"
+
+    /// Whether an alert holds now: it says firing and, for a temporary break, its end is still
+    /// ahead (the clear may not be written yet).
+    public static func isActive(_ key: AlertKey, _ alert: AlertFired, nowMillis: UInt64) -> Bool {
+        guard alert.firing else { return false }
+        return key.rule != temporaryBreakRule || UInt64(max(0, alert.value)) > nowMillis
+    }
 }

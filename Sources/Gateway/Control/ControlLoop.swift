@@ -35,7 +35,7 @@ struct ControlLoop {
         s.adopt(rules)
         let lb = config.cluster.loadBalancing
         s.adjustmentInterval = lb.adjustmentInterval
-        s.windowMillis = max(1, WeightController.millis(lb.performanceWindow))
+        s.windowMillis = max(1, lb.performanceWindow.wholeMilliseconds)
         s.minimumSamples = UInt64(lb.minSamples)
         s.recoveryMinimumSamples = max(1, UInt64(lb.minSamples) / 4)
         s.temporaryBreakDuration = config.cluster.failover.recoveryTimeout
@@ -131,8 +131,9 @@ extension GatewayEngine {
             // win (last writer by event id) and the new break would never apply.
             let brokenNow = Set(notices.filter { $0.rule == AlertEvaluator.temporaryBreakRule }.map(\.scope))
             for (key, entry) in view.alerts.sorted(by: { $0.key < $1.key })
-            where key.rule == AlertEvaluator.temporaryBreakRule && entry.value.firing && ownedKeys.contains(key.scope)
-                && UInt64(max(0, entry.value.value)) <= now && !brokenNow.contains(key.scope)
+            where key.rule == AlertEvaluator.temporaryBreakRule && entry.value.firing
+                && !AlertEvaluator.isActive(key, entry.value, nowMillis: now) && ownedKeys.contains(key.scope)
+                && !brokenNow.contains(key.scope)
             {
                 notices.append(
                     AlertFired(
@@ -143,9 +144,7 @@ extension GatewayEngine {
         if WeightController.owner(of: "alerts", among: membership.live) == nodeName {
             let snapshot = alertSnapshot(
                 view: view, membership: membership, config: config, controller: loop.controller, nowMillis: now)
-            for transition in loop.evaluator.evaluate(snapshot, nowMillis: now, firingAlerts: firing) {
-                notices.append(transition.event)
-            }
+            notices += loop.evaluator.evaluate(snapshot, nowMillis: now, firingAlerts: firing)
         } else {
             // Another node evaluates; when this one owns the rules again it starts from the view.
             loop.evaluator.forget()

@@ -286,7 +286,7 @@ public struct WeightController: Sendable {
             detail: latencyText, nowMillis: nowMillis, firingAlerts: firingAlerts, seenAlerts: &seenAlerts, out: &out)
 
         if latencyHigh, nowMillis >= state.breakUntilMillis ?? 0 {
-            let until = nowMillis + Self.millis(s.temporaryBreakDuration)
+            let until = nowMillis + s.temporaryBreakDuration.wholeMilliseconds
             state.breakUntilMillis = until
             out.append(.temporaryBreak(keyID: key.keyID, untilMillis: until, reason: latencyText))
         }
@@ -372,7 +372,7 @@ public struct WeightController: Sendable {
         _ state: inout KeyState, keyID: String, old: Double, new: Double, reason: String, _ nowMillis: UInt64,
         _ out: inout [Decision]
     ) -> Bool {
-        if let last = state.lastChangeMillis, nowMillis < last + Self.millis(settings.adjustmentInterval) {
+        if let last = state.lastChangeMillis, nowMillis < last + settings.adjustmentInterval.wholeMilliseconds {
             return false
         }
         state.recentChanges.removeAll { $0 + 60_000 <= nowMillis }
@@ -451,11 +451,6 @@ public struct WeightController: Sendable {
                     windows: windows[key.id] ?? [:])
             }
         }
-    }
-
-    static func millis(_ d: Duration) -> UInt64 {
-        let (seconds, attoseconds) = d.components
-        return UInt64(max(0, seconds)) * 1000 + UInt64(max(0, attoseconds)) / 1_000_000_000_000_000
     }
 
     static func millis(_ latency: Double) -> String { "\(Int64(latency.rounded())) ms" }

@@ -43,11 +43,7 @@ public struct CircuitBreaker: Sendable, Equatable {
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
-        currentOpenMillis = Self.millis(settings.openDuration)
-    }
-
-    static func millis(_ d: Duration) -> UInt64 {
-        UInt64(max(0, d.components.seconds)) * 1000 + UInt64(max(0, d.components.attoseconds)) / 1_000_000_000_000_000
+        currentOpenMillis = settings.openDuration.wholeMilliseconds
     }
 
     /// Whether a request could be let through now, without taking the half-open probe.
@@ -81,7 +77,7 @@ public struct CircuitBreaker: Sendable, Equatable {
             if success {
                 close()
             } else {
-                currentOpenMillis = min(currentOpenMillis * 2, Self.millis(settings.maxOpenDuration))
+                currentOpenMillis = min(currentOpenMillis * 2, settings.maxOpenDuration.wholeMilliseconds)
                 state = .open(untilMillis: nowMillis + currentOpenMillis)
             }
         case .open:
@@ -100,7 +96,7 @@ public struct CircuitBreaker: Sendable, Equatable {
                 outcomes.count >= settings.minimumSamples
                 && Double(failures) >= settings.failureRateThreshold * Double(outcomes.count)
             if consecutiveFailures >= settings.failureThreshold || rateTripped {
-                currentOpenMillis = Self.millis(settings.openDuration)
+                currentOpenMillis = settings.openDuration.wholeMilliseconds
                 state = .open(untilMillis: nowMillis + currentOpenMillis)
             }
         }
@@ -122,6 +118,6 @@ public struct CircuitBreaker: Sendable, Equatable {
         consecutiveFailures = 0
         outcomes.removeAll(keepingCapacity: true)
         nextOutcome = 0
-        currentOpenMillis = Self.millis(settings.openDuration)
+        currentOpenMillis = settings.openDuration.wholeMilliseconds
     }
 }

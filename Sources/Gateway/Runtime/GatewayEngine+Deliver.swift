@@ -142,13 +142,8 @@ extension GatewayEngine {
 
     static let nodeHeader = HTTPField.Name("x-bifrost-node")!
 
-    /// Metrics, token accounting and the `usage.recorded` event of a finished request.
-    func finish(_ request: ClientRequest, caller: Caller, record: RequestRecord, started: ContinuousClock.Instant) {
-        var rules = caller.virtualKey.map(Self.rules(for:)) ?? []
-        if let target = record.target { rules += self.rules(for: target, runtime: runtime) }
-        finish(request, rules: rules, record: record, started: started)
-    }
-
+    /// Metrics, token accounting and the `usage.recorded` event of a finished request; `rules`
+    /// are the caller's and the serving target's limit rules.
     func finish(_ request: ClientRequest, rules: [LimitRule], record: RequestRecord, started: ContinuousClock.Instant) {
         let total = ContinuousClock.now - started
         metrics.overhead(max(.zero, total - record.upstreamTime))
@@ -175,14 +170,13 @@ extension GatewayEngine {
         // A request that ended on a failed attempt was recorded with that attempt.
         guard !(record.failedAttemptRecorded && record.outcome != .success) else { return }
         let latency = record.attemptLatency ?? total
-        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
         recorder.record(
             .usageRecorded(
                 UsageRecorded(
                     requestID: "", keyID: target.keyID, model: target.model, limitKeys: rules.map(\.key),
                     windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000,
                     tokensIn: UInt32(clamping: record.usage.input), tokensOut: UInt32(clamping: record.usage.output),
-                    latencyMicros: UInt32(clamping: micros), status: UInt16(clamping: record.status),
+                    latencyMicros: UInt32(clamping: latency.wholeMicroseconds), status: UInt16(clamping: record.status),
                     outcome: record.outcome)))
     }
 }

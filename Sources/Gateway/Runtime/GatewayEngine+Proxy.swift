@@ -13,6 +13,8 @@ public struct Caller: Sendable {
 /// What one request did, for its `usage.recorded` event and metrics.
 struct RequestRecord: Sendable {
     var target: ModelTarget?
+    /// The limit rules of `target` (its key's and its provider/model's), as admitted.
+    var targetRules: [LimitRule] = []
     var status = 0
     var outcome = UsageOutcome.success
     var usage = Usage()
@@ -66,10 +68,13 @@ extension GatewayEngine {
         var record = RequestRecord()
         var streaming = false
         var migrated = false
+        // The caller's own limits, admitted once per request (a migrated request was admitted at
+        // its origin, but its usage still counts against them).
+        let callerRules = caller.virtualKey.map(Self.rules(for:)) ?? []
         defer {
             if !streaming {
                 metrics.requestEnded()
-                finish(request, caller: caller, record: record, started: started)
+                finish(request, rules: callerRules + record.targetRules, record: record, started: started)
             }
             migrationWindow.withLock { $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated) }
         }
@@ -97,16 +102,11 @@ extension GatewayEngine {
             record.outcome = .clientError
             return GatewayError.modelNotAllowed(request.model).response(api: api)
         }
-        // The caller's own limits, once per request (a migrated request was admitted at its origin).
-        var callerRules: [LimitRule] = []
-        if let key = caller.virtualKey {
-            callerRules = Self.rules(for: key)
-            if request.migratedFrom == nil, let rejection = await admitWaiting(callerRules) {
-                metrics.limitRejected(scope: "vk", unit: rejection.unit.rawValue)
-                record.status = 429
-                record.outcome = .rateLimited
-                return GatewayError.rateLimited(rejection).response(api: api)
-            }
+        if request.migratedFrom == nil, let rejection = await admitWaiting(callerRules) {
+            metrics.limitRejected(scope: "vk", unit: rejection.unit.rawValue)
+            record.status = 429
+            record.outcome = .rateLimited
+            return GatewayError.rateLimited(rejection).response(api: api)
         }
         var failures: [String] = []
         var lastError: GatewayError?
@@ -118,8 +118,8 @@ extension GatewayEngine {
             if round > 0 {
                 let settings = runtime.config.gateway
                 let backoff = Backoff(
-                    baseMillis: CircuitBreaker.millis(settings.backoffBase) * 4,
-                    capMillis: CircuitBreaker.millis(settings.backoffMax))
+                    baseMillis: settings.backoffBase.wholeMilliseconds * 4,
+                    capMillis: settings.backoffMax.wholeMilliseconds)
                 let delay = rng.withLock { backoff.delayMillis(attempt: round, using: &$0) }
                 guard ContinuousClock.now + .milliseconds(delay) < deadline else { break }
                 metrics.retry(reason: "round")
@@ -202,8 +202,8 @@ extension GatewayEngine {
         let api = request.endpoint.api
         let settings = runtime.config.gateway
         let backoff = Backoff(
-            baseMillis: CircuitBreaker.millis(settings.backoffBase),
-            capMillis: CircuitBreaker.millis(settings.backoffMax))
+            baseMillis: settings.backoffBase.wholeMilliseconds,
+            capMillis: settings.backoffMax.wholeMilliseconds)
         // Keys that cannot serve this request at all, and keys already tried.
         var unusable = Set(runtime.unusableKeys.keys)
         // Embeddings only exist on OpenAI-API providers.
@@ -247,6 +247,7 @@ extension GatewayEngine {
                 return .response(error.response(api: api), isStream: false)
             }
             record.target = target
+            record.targetRules = targetRules
             record.failedAttemptRecorded = false
             tried.insert(target.keyID)
             let call = provider.call(
@@ -322,13 +323,12 @@ extension GatewayEngine {
             case .connectFailed: (502, .upstreamError)
             }
         let now = wallClock.nowMillis()
-        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
         recorder.record(
             .usageRecorded(
                 UsageRecorded(
                     requestID: "", keyID: target.keyID, model: target.model, limitKeys: [],
                     windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000, tokensIn: 0, tokensOut: 0,
-                    latencyMicros: UInt32(clamping: micros), status: UInt16(clamping: status),
+                    latencyMicros: UInt32(clamping: latency.wholeMicroseconds), status: UInt16(clamping: status),
                     outcome: usageOutcome)))
     }
 

@@ -32,9 +32,11 @@ struct RoutingState {
         // The weight controller's temporary breaks hold on every node: each is an alert whose
         // value is the end of the break (Unix ms).
         for (key, alert) in views.alerts
-        where key.rule == AlertEvaluator.temporaryBreakRule && alert.value.firing && weights[key.scope] != nil {
+        where key.rule == AlertEvaluator.temporaryBreakRule && weights[key.scope] != nil
+            && AlertEvaluator.isActive(key, alert.value, nowMillis: nowMillis)
+        {
             let until = UInt64(max(0, alert.value.value))
-            guard until > nowMillis, breakersForcedUntil[key.scope] != until else { continue }
+            guard breakersForcedUntil[key.scope] != until else { continue }
             breakersForcedUntil[key.scope] = until
             if case .open(let current) = breakers[key.scope]?.state, current >= until { continue }
             breakers[key.scope, default: CircuitBreaker(settings: settings)].forceOpen(untilMillis: until)
