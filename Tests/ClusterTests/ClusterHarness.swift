@@ -198,7 +198,9 @@ final class ClusterHarness: @unchecked Sendable {
     func stopMock() async { await terminate("mock") }
 
     /// haproxy in front of every node: round robin, /health checks every 200 ms, and retries of
-    /// refused connections and 502/503/504 on another node (the balancer's own retry).
+    /// refused connections and 502/503/504 on another node (the balancer's own retry). Requests
+    /// are buffered whole first: a retry of a request whose body was already streamed to a
+    /// killed node otherwise reaches the next node without its body and waits for it.
     func startBalancer() throws -> String {
         let port = try Self.freeTCPPort()
         let servers = nodes.map { "  server \($0.name) 127.0.0.1:\($0.apiPort) check" }.joined(separator: "\n")
@@ -213,6 +215,7 @@ final class ClusterHarness: @unchecked Sendable {
               retries 3
               option redispatch 1
               retry-on conn-failure empty-response response-timeout 502 503 504
+              option http-buffer-request
             frontend bifrost
               bind 127.0.0.1:\(port)
               default_backend nodes
