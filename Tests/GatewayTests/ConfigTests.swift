@@ -122,6 +122,11 @@ import Testing
         (#"{"admin": {"trusted_keys": ["short"]}}"#, "admin.trusted_keys[0]"),
         (#"{"cluster": {"bind_address": "0.0.0.0:7946"}}"#, "cluster.gossip.port"),
         (#"{"cluster": "#, "$"),
+        (
+            #"{"cluster": {"load_balancing": {"max_ejection_percent": 101}}}"#,
+            "cluster.load_balancing.max_ejection_percent"
+        ),
+        (#"{"cluster": {"load_balancing": {"latency_floor": "soon"}}}"#, "cluster.load_balancing.latency_floor"),
     ])
     func badConfig_isRefused_withThePathOfTheField(text: String, path: String) {
         let e = error(text)
@@ -163,5 +168,15 @@ import Testing
         let c = try parse("{}")
         #expect(!c.cluster.enabled && c.cluster.bindAddress.port == 8080 && c.cluster.gossip.port == 7946)
         #expect(c.cluster.encryption.enabled)
+        #expect(c.cluster.loadBalancing.maxEjectionPercent == 50)
+        #expect(c.cluster.loadBalancing.latencyFloor == .milliseconds(10))
+    }
+
+    @Test func breakerBounds_areRead() throws {
+        let c = try parse(#"{"cluster": {"load_balancing": {"max_ejection_percent": 25, "latency_floor": "3ms"}}}"#)
+        #expect(c.cluster.loadBalancing.maxEjectionPercent == 25)
+        #expect(c.cluster.loadBalancing.latencyFloor == .milliseconds(3))
+        let settings = ControlLoop.controllerSettings(c, rules: [])
+        #expect(settings.maxEjectionFraction == 0.25 && settings.latencyFloorMillis == 3)
     }
 }

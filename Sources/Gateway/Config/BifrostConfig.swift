@@ -130,6 +130,12 @@ public struct BifrostConfig: Sendable, Equatable {
         /// Requests in the recent windows before a key's error rate or latency is judged
         /// (`min_samples`).
         public var minSamples: Int = 20
+        /// Most of a model's keys that breakers may hold open at once, in percent; never the
+        /// last one that is not (`max_ejection_percent`).
+        public var maxEjectionPercent: Int = 50
+        /// Latencies under this are noise: a key's baseline and its peers' latency count as at
+        /// least this when its latency is judged (`latency_floor`).
+        public var latencyFloor: Duration = .milliseconds(10)
     }
 
     public struct Encryption: Sendable, Equatable {

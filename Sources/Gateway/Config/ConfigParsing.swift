@@ -135,6 +135,9 @@ extension BifrostConfig {
                 try l.duration("performance_window") ?? cluster.loadBalancing.performanceWindow
             cluster.loadBalancing.minSamples =
                 try l.int("min_samples", in: 1...1_000_000) ?? cluster.loadBalancing.minSamples
+            cluster.loadBalancing.maxEjectionPercent =
+                try l.int("max_ejection_percent", in: 0...100) ?? cluster.loadBalancing.maxEjectionPercent
+            cluster.loadBalancing.latencyFloor = try l.duration("latency_floor") ?? cluster.loadBalancing.latencyFloor
             for (field, d) in [
                 ("health_check_interval", cluster.loadBalancing.healthCheckInterval),
                 ("performance_window", cluster.loadBalancing.performanceWindow),

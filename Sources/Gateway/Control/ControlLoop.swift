@@ -39,6 +39,8 @@ struct ControlLoop {
         s.minimumSamples = UInt64(lb.minSamples)
         s.recoveryMinimumSamples = max(1, UInt64(lb.minSamples) / 4)
         s.temporaryBreakDuration = config.cluster.failover.recoveryTimeout
+        s.maxEjectionFraction = Double(lb.maxEjectionPercent) / 100
+        s.latencyFloorMillis = Double(lb.latencyFloor.wholeMicroseconds) / 1_000
         return s
     }
 
@@ -111,9 +113,19 @@ extension GatewayEngine {
             let owned = config.providers.filter {
                 WeightController.owner(of: "provider/" + $0.name, among: membership.live) == nodeName
             }
-            let inputs = loop.controller.inputs(
-                view: view, providers: owned, currentWeights: currentWeights, nowMillis: now)
-            for decision in loop.controller.evaluate(nowMillis: now, keys: inputs, firingAlerts: firing) {
+            // Owned keys are judged against every key serving their models, whoever owns those.
+            let peers = loop.controller.inputs(
+                view: view, providers: config.providers, currentWeights: currentWeights, nowMillis: now)
+            let ownedNames = Set(owned.map(\.name))
+            let inputs = peers.filter { ownedNames.contains($0.provider) }
+            let broken = Set(
+                view.alerts.compactMap { key, entry in
+                    key.rule == AlertEvaluator.temporaryBreakRule
+                        && AlertEvaluator.isActive(key, entry.value, nowMillis: now) ? key.scope : nil
+                })
+            for decision in loop.controller.evaluate(
+                nowMillis: now, keys: inputs, peers: peers, brokenKeys: broken, firingAlerts: firing)
+            {
                 switch decision {
                 case .setWeight:
                     records.append(.weightChanged(decision.weightChanged(node: nodeName)!))

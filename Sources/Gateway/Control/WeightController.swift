@@ -7,12 +7,21 @@ import EventLog
 /// `alert.fired` events and applies with `CircuitBreaker.forceOpen(untilMillis:)`. The same
 /// inputs in the same order give the same decisions.
 ///
-/// - An error rate above `errorRateThreshold` multiplies the weight by `reduceFactor`, at most
-///   once per `adjustmentInterval` and never below `minWeightFraction` of the configured weight
-///   (the key keeps some traffic, so its recovery can be seen).
+/// - An error rate above `errorRateThreshold`, and above its peers' median error rate by as much,
+///   multiplies the weight by `reduceFactor`, at most once per `adjustmentInterval` and never
+///   below `minWeightFraction` of the configured weight (the key keeps some traffic, so its
+///   recovery can be seen). Errors every key shares move no weight.
 /// - An average latency above `latencyFactor` × the key's baseline (the median of its earlier
-///   windows' average latency) opens its circuit for `temporaryBreakDuration`. Windows that
-///   began before a break ended are not judged again.
+///   windows' average latency) *and* above `latencyFactor` × its peers' (the median average
+///   latency of the other keys serving one of its models) opens its circuit for
+///   `temporaryBreakDuration`. Both references are raised to `latencyFloorMillis` first: under a
+///   few milliseconds a difference is noise. Windows that began before a break ended are not
+///   judged again. This is outlier detection (Envoy's `outlier_detection`): a slowdown every key
+///   shares — the node's own load, a provider's slow hour — moves the peers too and breaks none,
+///   and a key without a judged peer is never broken.
+/// - At most `maxEjectionFraction` of the keys serving a model are broken at once, counting the
+///   breaks in force (`brokenKeys`), and never the last one that is not (Envoy's
+///   `max_ejection_percent`); a break over the cap is held back and the latency alert says so.
 /// - A key carrying more than `trafficShareThreshold` of its provider's requests, while other
 ///   healthy keys of that provider have weight, is lowered to `rebalanceTargetShare` of the
 ///   provider's weight and not raised above that again.
@@ -29,8 +38,13 @@ public struct WeightController: Sendable {
     public struct Settings: Sendable, Equatable {
         /// Reduce a key whose error rate exceeds this (seed: 2.5 %).
         public var errorRateThreshold = 0.025
-        /// Break a key's circuit when its average latency exceeds this × its baseline (seed: 150 %).
+        /// Break a key's circuit when its average latency exceeds this × its baseline (seed: 150 %)
+        /// and this × its peers' latency.
         public var latencyFactor = 1.5
+        /// Baselines and peer latencies below this count as this (`load_balancing.latency_floor`).
+        public var latencyFloorMillis = 10.0
+        /// Most of a model's keys broken at once (`load_balancing.max_ejection_percent` / 100).
+        public var maxEjectionFraction = 0.5
         /// Rebalance when one key carries more than this share of its provider's requests (seed: 80 %).
         public var trafficShareThreshold = 0.8
         /// A rebalanced key's share of its provider's total weight.
@@ -99,10 +113,12 @@ public struct WeightController: Sendable {
         public var lastChange: WeightChanged?
         /// Window start (Unix ms) → usage, as in `ViewState.keyPerformance`.
         public var windows: [UInt64: UsageSummary]
+        /// The models the key serves: its peers are the other keys serving one of them.
+        public var models: [String]
 
         public init(
             keyID: String, provider: String, configuredWeight: Double, currentWeight: Double,
-            lastChange: WeightChanged? = nil, windows: [UInt64: UsageSummary]
+            lastChange: WeightChanged? = nil, windows: [UInt64: UsageSummary], models: [String] = []
         ) {
             self.keyID = keyID
             self.provider = provider
@@ -110,6 +126,7 @@ public struct WeightController: Sendable {
             self.currentWeight = currentWeight
             self.lastChange = lastChange
             self.windows = windows
+            self.models = models
         }
     }
 
@@ -194,22 +211,29 @@ public struct WeightController: Sendable {
     /// in id order.
     ///
     /// Pass every key of the providers this node owns, each time: memory of keys not passed is
-    /// dropped. `firingAlerts` are the alerts the alerts view shows as firing; for a rule and
-    /// subject the controller has not seen, it starts from them, so it clears what a previous
-    /// owner fired.
+    /// dropped. `peers` are the keys of every provider (owned or not), which the owned keys are
+    /// compared with; `keys` stand for themselves when it is empty. `brokenKeys` are the keys
+    /// under a temporary break in force (from the alerts view), for the ejection cap.
+    /// `firingAlerts` are the alerts the alerts view shows as firing; for a rule and subject the
+    /// controller has not seen, it starts from them, so it clears what a previous owner fired.
     public mutating func evaluate(
-        nowMillis: UInt64, keys: [KeyInput], firingAlerts: Set<AlertKey>? = nil
+        nowMillis: UInt64, keys: [KeyInput], peers: [KeyInput] = [], brokenKeys: Set<String> = [],
+        firingAlerts: Set<AlertKey>? = nil
     ) -> [Decision] {
         var out: [Decision] = []
         var seenKeys: Set<String> = []
         var seenAlerts: Set<AlertKey> = []
+        var models = ModelGroups(peers.isEmpty ? keys : peers + keys, settings: settings, nowMillis: nowMillis)
+        for (id, state) in keyStates where nowMillis < state.breakUntilMillis ?? 0 { models.broken.insert(id) }
+        models.broken.formUnion(brokenKeys)
         let byProvider = Dictionary(grouping: keys, by: \.provider)
         for provider in byProvider.keys.sorted() {
             let members = byProvider[provider]!.sorted { $0.keyID < $1.keyID }
             var verdicts: [String: Verdict] = [:]
             for key in members where seenKeys.insert(key.keyID).inserted {
                 verdicts[key.keyID] = evaluateKey(
-                    key, nowMillis: nowMillis, firingAlerts: firingAlerts, seenAlerts: &seenAlerts, out: &out)
+                    key, models: &models, nowMillis: nowMillis, firingAlerts: firingAlerts,
+                    seenAlerts: &seenAlerts, out: &out)
             }
             rebalance(
                 provider: provider, members: members, verdicts: verdicts, nowMillis: nowMillis,
@@ -237,8 +261,8 @@ public struct WeightController: Sendable {
     }
 
     private mutating func evaluateKey(
-        _ key: KeyInput, nowMillis: UInt64, firingAlerts: Set<AlertKey>?, seenAlerts: inout Set<AlertKey>,
-        out: inout [Decision]
+        _ key: KeyInput, models: inout ModelGroups, nowMillis: UInt64, firingAlerts: Set<AlertKey>?,
+        seenAlerts: inout Set<AlertKey>, out: inout [Decision]
     ) -> Verdict {
         let s = settings
         var state = keyStates[key.keyID] ?? KeyState(adopting: key)
@@ -259,35 +283,55 @@ public struct WeightController: Sendable {
         let recent = windows.recent
         let baseline = windows.baseline(\.averageLatencyMillis, settings: s)
 
+        let peers = models.peers(of: key)
+        let latencyPeers = models.peers(of: key, since: state.breakUntilMillis ?? 0)
         let judged = recent.requests >= s.minimumSamples
-        let errorHigh = judged && recent.errorRate > s.errorRateThreshold
-        let errorLow = recent.requests >= s.recoveryMinimumSamples && recent.errorRate <= s.errorRateThreshold
+        let errorAbovePeers = peers.errorRate.map { recent.errorRate - $0 > s.errorRateThreshold } ?? true
+        let errorHigh = judged && recent.errorRate > s.errorRateThreshold && errorAbovePeers
+        let errorLow =
+            recent.requests >= s.recoveryMinimumSamples
+            && (recent.errorRate <= s.errorRateThreshold || !errorAbovePeers)
         let latency = afterBreak.recent.averageLatencyMillis
-        let latencyJudged = baseline != nil && afterBreak.recent.requests >= s.minimumSamples
-        let latencyHigh = latencyJudged && latency > s.latencyFactor * baseline!
+        let latencyJudged =
+            baseline != nil && latencyPeers.latency != nil && afterBreak.recent.requests >= s.minimumSamples
+        let ownReference = max(baseline ?? 0, s.latencyFloorMillis)
+        let peerReference = max(latencyPeers.latency ?? 0, s.latencyFloorMillis)
+        let latencyHigh =
+            latencyJudged && latency > s.latencyFactor * ownReference && latency > s.latencyFactor * peerReference
         let clean =
             recent.requests >= s.recoveryMinimumSamples
-            && recent.errorRate < s.errorRateThreshold * s.recoveryErrorFraction
-            && baseline.map { recent.averageLatencyMillis < s.recoveryLatencyFactor * $0 } ?? true
+            && (recent.errorRate < s.errorRateThreshold * s.recoveryErrorFraction || !errorAbovePeers)
+            && baseline.map { recent.averageLatencyMillis < s.recoveryLatencyFactor * max($0, s.latencyFloorMillis) }
+                ?? true
 
-        let errorText = "error rate \(Self.percent(recent.errorRate)) > \(Self.percent(s.errorRateThreshold))"
+        let errorText =
+            "error rate \(Self.percent(recent.errorRate)) > \(Self.percent(s.errorRateThreshold))"
+            + (peers.errorRate.map { ", peers \(Self.percent($0))" } ?? "")
         latch(
             .highErrorRate, subject: key.keyID, holds: errorHigh ? true : (errorLow ? false : nil),
             value: recent.errorRate,
             detail: errorHigh
                 ? errorText : "error rate \(Self.percent(recent.errorRate)) ≤ \(Self.percent(s.errorRateThreshold))",
             nowMillis: nowMillis, firingAlerts: firingAlerts, seenAlerts: &seenAlerts, out: &out)
-        let latencyText =
+        let breaks = latencyHigh && nowMillis >= state.breakUntilMillis ?? 0
+        let ejectable = !breaks || models.mayBreak(key)
+        var latencyText =
             "avg latency \(Self.millis(latency)) "
             + (latencyHigh ? ">" : "≤") + " \(AlertEvaluator.format(s.latencyFactor)) × baseline "
-            + (baseline.map(Self.millis) ?? "unknown")
+            + (baseline.map(Self.millis) ?? "unknown") + ", peers "
+            + (latencyPeers.latency.map(Self.millis) ?? "unknown")
+        if !ejectable {
+            latencyText +=
+                "; not broken: \(Self.percent(s.maxEjectionFraction, places: 0)) of its model's keys are broken"
+        }
         latch(
             .highLatency, subject: key.keyID, holds: latencyJudged ? latencyHigh : nil, value: latency,
             detail: latencyText, nowMillis: nowMillis, firingAlerts: firingAlerts, seenAlerts: &seenAlerts, out: &out)
 
-        if latencyHigh, nowMillis >= state.breakUntilMillis ?? 0 {
+        if breaks && ejectable {
             let until = nowMillis + s.temporaryBreakDuration.wholeMilliseconds
             state.breakUntilMillis = until
+            models.broken.insert(key.keyID)
             out.append(.temporaryBreak(keyID: key.keyID, untilMillis: until, reason: latencyText))
         }
 
@@ -448,7 +492,7 @@ public struct WeightController: Sendable {
                 KeyInput(
                     keyID: key.id, provider: provider.name, configuredWeight: key.weight,
                     currentWeight: currentWeights[key.id] ?? key.weight, lastChange: view.weights[key.id]?.value,
-                    windows: windows[key.id] ?? [:])
+                    windows: windows[key.id] ?? [:], models: key.models)
             }
         }
     }
@@ -500,5 +544,67 @@ struct PerformanceWindows {
         let values = earlier.map(metric).sorted()
         let mid = values.count / 2
         return values.count % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2
+    }
+}
+
+/// The keys serving each model, for judging a key against its peers and capping how many of a
+/// model's keys are broken at once.
+struct ModelGroups {
+    /// Model → ids of the keys serving it.
+    private var members: [String: Set<String>] = [:]
+    /// Key id → its performance windows.
+    private var windows: [String: [UInt64: UsageSummary]] = [:]
+    let settings: WeightController.Settings
+    let nowMillis: UInt64
+    /// Keys under a break in force, this evaluation's included.
+    var broken: Set<String> = []
+
+    typealias KeyInput = WeightController.KeyInput
+
+    init(_ keys: [KeyInput], settings: WeightController.Settings, nowMillis: UInt64) {
+        self.settings = settings
+        self.nowMillis = nowMillis
+        for key in keys {
+            for model in key.models { members[model, default: []].insert(key.keyID) }
+            windows[key.keyID] = key.windows
+        }
+    }
+
+    /// The median error rate and average latency of the keys sharing a model with `key` that
+    /// have `minimumSamples` in the recent windows that began at or after `since` — the same
+    /// windows `key` is judged over, so a change every key shares moves both sides alike.
+    /// Broken keys are left out (their last windows are why they were broken); nil where no
+    /// peer is left.
+    func peers(of key: KeyInput, since: UInt64 = 0) -> (errorRate: Double?, latency: Double?) {
+        var ids: Set<String> = []
+        for model in key.models { ids.formUnion(members[model] ?? []) }
+        ids.remove(key.keyID)
+        ids.subtract(broken)
+        let summaries = ids.sorted().compactMap { id -> UsageSummary? in
+            let recent = PerformanceWindows(windows[id] ?? [:], nowMillis: nowMillis, settings: settings, since: since)
+                .recent
+            return recent.requests >= settings.minimumSamples ? recent : nil
+        }
+        guard !summaries.isEmpty else { return (nil, nil) }
+        return (Self.median(summaries.map(\.errorRate)), Self.median(summaries.map(\.averageLatencyMillis)))
+    }
+
+    /// Whether breaking `key` keeps every model it serves within the ejection cap, with at least
+    /// one key of each not broken.
+    func mayBreak(_ key: KeyInput) -> Bool {
+        guard !key.models.isEmpty else { return false }
+        for model in key.models {
+            let group = members[model] ?? [key.keyID]
+            let brokenAfter = group.subtracting([key.keyID]).intersection(broken).count + 1
+            let cap = Int((Double(group.count) * settings.maxEjectionFraction + 1e-9).rounded(.down))
+            if brokenAfter > cap || brokenAfter >= group.count { return false }
+        }
+        return true
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
     }
 }

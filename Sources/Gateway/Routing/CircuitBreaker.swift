@@ -71,7 +71,9 @@ public struct CircuitBreaker: Sendable, Equatable {
         }
     }
 
-    public mutating func record(success: Bool, nowMillis: UInt64) {
+    /// Records an outcome. With `mayOpen` false (the ejection cap of the key's models is reached)
+    /// a closed breaker keeps counting but stays closed; it opens on a later failure once allowed.
+    public mutating func record(success: Bool, nowMillis: UInt64, mayOpen: Bool = true) {
         switch state {
         case .halfOpen:
             if success {
@@ -95,7 +97,7 @@ public struct CircuitBreaker: Sendable, Equatable {
             let rateTripped =
                 outcomes.count >= settings.minimumSamples
                 && Double(failures) >= settings.failureRateThreshold * Double(outcomes.count)
-            if consecutiveFailures >= settings.failureThreshold || rateTripped {
+            if mayOpen && (consecutiveFailures >= settings.failureThreshold || rateTripped) {
                 currentOpenMillis = settings.openDuration.wholeMilliseconds
                 state = .open(untilMillis: nowMillis + currentOpenMillis)
             }

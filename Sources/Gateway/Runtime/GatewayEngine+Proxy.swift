@@ -223,7 +223,9 @@ extension GatewayEngine {
                     route: route.routeName, targets: route.targets, excluded: unusable.union(tried), nowMillis: now)
                     ?? state.pick(route: route.routeName, targets: route.targets, excluded: unusable, nowMillis: now)
             }
-            guard let target = pick else { break }
+            guard let pick else { break }
+            let target = pick.target
+            if pick.panic { metrics.breakerPanic() }
             let targetRules = rules(for: target, runtime: runtime)
             if let rejection = await admitWaiting(targetRules) {
                 metrics.limitRejected(scope: String(rejection.rule.key.prefix(2)), unit: rejection.unit.rawValue)

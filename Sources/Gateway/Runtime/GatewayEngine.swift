@@ -52,6 +52,7 @@ public final class GatewayEngine: Service, Sendable {
         routing = Mutex(
             RoutingState(
                 runtime: runtime, views: store.viewSnapshot, settings: Self.breakerSettings(config),
+                maxEjectionFraction: Double(config.cluster.loadBalancing.maxEjectionPercent) / 100,
                 nowMillis: wallClock.nowMillis()))
         rng = Mutex(SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
         recorder = EventRecorder(store: store, logger: logger) { [admissions, cluster] maxSeq, last in

@@ -125,6 +125,15 @@ public final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// An attempt sent to a key whose breaker is open because every key the request could use was.
+    public func breakerPanic() {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "bifrost_breaker_panic_total",
+                help: "Attempts routed past open breakers because every usable key of the model was open")
+        ).increment()
+    }
+
     public func breakerState(key: String, state: String) {
         breakerStates.withLock { states in
             guard states[key] != state else { return }

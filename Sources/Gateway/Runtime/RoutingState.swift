@@ -2,7 +2,20 @@ import EventLog
 
 /// Routing state of a node: effective key weights, one smooth weighted rotation per model
 /// route, and one circuit breaker per provider key.
+///
+/// Breakers cannot take a model down (Envoy's outlier detection): a key's own breaker opens only
+/// while at most `maxEjectionFraction` of the keys of each model it serves are open, never the
+/// last closed one; and when every key a request may still use is held open anyway (the weight
+/// controller's breaks and this node's together), the pick ignores the breakers — panic
+/// routing — rather than refuse a model that may be up.
 struct RoutingState {
+    /// A key chosen for an attempt.
+    struct Pick: Equatable {
+        var target: ModelTarget
+        /// Every usable key was held open by its breaker: this one is tried regardless.
+        var panic: Bool
+    }
+
     /// Key id → weight in force: a `weight.changed` newer than the configuration, or the
     /// configured weight.
     private(set) var weights: [String: Double] = [:]
@@ -10,10 +23,18 @@ struct RoutingState {
     private(set) var breakers: [String: CircuitBreaker] = [:]
     /// The end of the last temporary break applied per key, so a refresh applies each once.
     private var breakersForcedUntil: [String: UInt64] = [:]
+    /// Key id → the key ids of each model it serves (its own included), for the ejection cap.
+    private var modelGroups: [String: [Set<String>]] = [:]
     let settings: CircuitBreaker.Settings
+    /// Most of a model's keys whose breakers may be open at once (`max_ejection_percent` / 100).
+    let maxEjectionFraction: Double
 
-    init(runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings, nowMillis: UInt64) {
+    init(
+        runtime: RuntimeConfig, views: ViewState, settings: CircuitBreaker.Settings, maxEjectionFraction: Double = 0.5,
+        nowMillis: UInt64
+    ) {
         self.settings = settings
+        self.maxEjectionFraction = maxEjectionFraction
         refresh(runtime: runtime, views: views, nowMillis: nowMillis)
     }
 
@@ -26,6 +47,12 @@ struct RoutingState {
             }
         }
         self.weights = weights
+        var groups: [String: [Set<String>]] = [:]
+        for targets in runtime.catalog.byModel.values {
+            let ids = Set(targets.map(\.keyID))
+            for id in ids { groups[id, default: []].append(ids) }
+        }
+        modelGroups = groups
         for name in rotations.keys {
             rotations[name]!.setWeights(weights)
         }
@@ -44,35 +71,48 @@ struct RoutingState {
     }
 
     /// The next key for a route among `targets`, skipping `excluded` keys and keys whose breaker
-    /// refuses; nil when none is left.
-    mutating func pick(
-        route: String, targets: [ModelTarget], excluded: Set<String>, nowMillis: UInt64
-    )
-        -> ModelTarget?
-    {
+    /// refuses — unless every key left refuses (panic); nil when no key is left.
+    mutating func pick(route: String, targets: [ModelTarget], excluded: Set<String>, nowMillis: UInt64) -> Pick? {
         if rotations[route] == nil {
             var rotation = SmoothWeightedRoundRobin()
             rotation.setWeights(weights)
             rotations[route] = rotation
         }
-        var excluded = excluded
+        let candidates = targets.map(\.keyID).filter { !excluded.contains($0) }
+        var refused: Set<String> = []
         while true {
-            var eligible: [String] = []
-            for target in targets where !excluded.contains(target.keyID) {
-                if breakers[target.keyID]?.canAttempt(nowMillis: nowMillis) ?? true { eligible.append(target.keyID) }
+            let eligible = candidates.filter {
+                !refused.contains($0) && (breakers[$0]?.canAttempt(nowMillis: nowMillis) ?? true)
             }
-            guard let id = rotations[route]!.next(among: eligible) else { return nil }
+            guard let id = rotations[route]!.next(among: eligible) else { break }
             if breakers[id, default: CircuitBreaker(settings: settings)].allowRequest(nowMillis: nowMillis) {
-                return targets.first { $0.keyID == id }
+                return targets.first { $0.keyID == id }.map { Pick(target: $0, panic: false) }
             }
-            excluded.insert(id)
+            refused.insert(id)
         }
+        guard let id = rotations[route]!.next(among: candidates) else { return nil }
+        return targets.first { $0.keyID == id }.map { Pick(target: $0, panic: true) }
     }
 
     /// Records an attempt's outcome; returns the breaker's state name after it.
     mutating func record(key: String, success: Bool, nowMillis: UInt64) -> String {
-        breakers[key, default: CircuitBreaker(settings: settings)].record(success: success, nowMillis: nowMillis)
+        let mayOpen = success || mayEject(key)
+        breakers[key, default: CircuitBreaker(settings: settings)].record(
+            success: success, nowMillis: nowMillis, mayOpen: mayOpen)
         return breakers[key]!.state.name
+    }
+
+    /// Whether `key`'s breaker may open: for every model it serves, the open breakers with it
+    /// stay within the cap and leave one key closed.
+    func mayEject(_ key: String) -> Bool {
+        for group in modelGroups[key] ?? [] {
+            let openAfter =
+                group.lazy.filter { $0 != key && self.breakers[$0].map { $0.state != .closed } ?? false }
+                .count + 1
+            let cap = Int((Double(group.count) * maxEjectionFraction + 1e-9).rounded(.down))
+            if openAfter > cap || openAfter >= group.count { return false }
+        }
+        return true
     }
 
     func breakerState(_ key: String) -> String { breakers[key]?.state.name ?? "closed" }
