@@ -263,9 +263,11 @@ struct NodeCluster: GatewayCluster {
     let sync: SyncService
     let localName: String
 
-    var liveNodeCount: Int { max(1, gossip.members().filter { $0.member.status.isActive }.count) }
+    var liveNodeCount: Int { gossip.liveMemberCount }
 
-    var knownNodeCount: Int { max(1, gossip.members().filter { $0.member.status != .left }.count) }
+    var knownNodeCount: Int { gossip.knownMemberCount }
+
+    func acknowledgementChanges() -> AsyncStream<Void> { sync.acknowledgementChanges() }
 
     func migrationTargets() -> [(name: String, apiAddress: String)] {
         gossip.members()

@@ -9,6 +9,10 @@ public protocol GatewayCluster: Sendable {
     /// when some live peer has not acknowledged any (not connected yet, or partitioned).
     /// A node without peers returns `.max`: its events need no confirmation.
     func ownEventsAcknowledgedThrough() -> HLCTimestamp?
+    /// Yields whenever `ownEventsAcknowledgedThrough()` may have grown (a peer acknowledged
+    /// more, or the members changed); changes may coalesce. Finishes at once when nothing ever
+    /// needs confirming.
+    func acknowledgementChanges() -> AsyncStream<Void>
     /// Members known and not `left`, this node included (at least 1): the cluster's size for
     /// partition-aware limits.
     var knownNodeCount: Int { get }
@@ -26,6 +30,7 @@ public struct SingleNodeCluster: GatewayCluster {
     public var liveNodeCount: Int { 1 }
     public var knownNodeCount: Int { 1 }
     public func ownEventsAcknowledgedThrough() -> HLCTimestamp? { .max }
+    public func acknowledgementChanges() -> AsyncStream<Void> { AsyncStream { $0.finish() } }
     public func migrationTargets() -> [(name: String, apiAddress: String)] { [] }
     public func reportUnreachable(_ name: String) {}
     public func membership(localName: String) -> ClusterMembership {

@@ -95,13 +95,14 @@ extension GatewayEngine {
     }
 
     /// Waits until every live peer acknowledged this node's events through `id`.
+    /// It sleeps on the acknowledgement changes Replication publishes.
     func waitUntilReplicated(_ id: EventID, timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        while true {
+            let seen = acknowledgements.generation
             if cluster.liveNodeCount <= 1 { return true }
             if let acked = cluster.ownEventsAcknowledgedThrough(), acked >= id.hlc { return true }
-            try? await Task.sleep(for: .milliseconds(5))
+            guard await acknowledgements.wait(after: seen, until: deadline) else { return false }
         }
-        return false
     }
 }

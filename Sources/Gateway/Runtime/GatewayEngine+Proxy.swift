@@ -174,16 +174,21 @@ extension GatewayEngine {
 
     /// Admission that waits briefly for confirmations when only the unconfirmed share is
     /// exhausted; returns the rejection, or nil when admitted.
+    ///
+    /// The wait sleeps until the next confirmation (peers acknowledged more admissions) and
+    /// tries again; at the deadline it tries once more, for a window that turned meanwhile.
     func admitWaiting(_ rules: [LimitRule]) async -> RateLimitRejection? {
         guard !rules.isEmpty else { return nil }
         let deadline = ContinuousClock.now + .milliseconds(250)
+        var expired = false
         while true {
+            let seen = admissions.confirmed.generation
             switch admit(rules) {
             case .admitted: return nil
             case .rejected(let rejection): return rejection
             case .awaitConfirmation(let rejection):
-                if ContinuousClock.now >= deadline { return rejection }
-                try? await Task.sleep(for: .milliseconds(2))
+                if expired { return rejection }
+                expired = !(await admissions.confirmed.wait(after: seen, until: deadline))
             }
         }
     }

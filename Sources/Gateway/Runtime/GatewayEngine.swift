@@ -10,7 +10,7 @@ import Synchronization
 /// Protocol logic lives in pure types (`ClusterLimiter`, `SmoothWeightedRoundRobin`,
 /// `CircuitBreaker`, `RetryPolicy`); this class holds them behind locks and performs their
 /// decisions. It is also a `Service`: it follows the log for configuration and weight changes
-/// and confirms admissions to the limiter once every live peer has them.
+/// and confirms admissions to the limiter as peers' acknowledgements arrive (nothing polls).
 public final class GatewayEngine: Service, Sendable {
     public let nodeName: String
     public let baseConfig: BifrostConfig
@@ -30,6 +30,8 @@ public final class GatewayEngine: Service, Sendable {
     public let hop: HopAuthenticator
     let draining = Atomic<Bool>(false)
     let migrationWindow = Mutex(MigrationWindow())
+    /// Signalled on every change of what peers acknowledged (`?wait=replicated` sleeps on it).
+    let acknowledgements = ChangeSignal()
 
     public init(
         config: BifrostConfig, fileDocument: [UInt8]?, store: EventStore, cluster: any GatewayCluster,
@@ -58,11 +60,14 @@ public final class GatewayEngine: Service, Sendable {
         recorder = EventRecorder(store: store, logger: logger) { [admissions, cluster] maxSeq, last in
             guard maxSeq > 0 else { return }
             // Alone, the admissions are visible cluster-wide once committed; otherwise once every
-            // live peer acknowledged the batch (the confirmation loop).
+            // live peer acknowledged the batch (acknowledgements may have arrived already).
             if cluster.liveNodeCount <= 1 {
-                admissions.limiter.withLock { $0.confirm(through: maxSeq) }
+                admissions.confirm(seq: maxSeq)
             } else {
                 admissions.awaitConfirmation(event: last.hlc, seq: maxSeq)
+                if let acknowledged = cluster.ownEventsAcknowledgedThrough() {
+                    admissions.confirm(acknowledged: acknowledged)
+                }
             }
         }
         for (key, reason) in runtime.unusableKeys.sorted(by: { $0.key < $1.key }) {
@@ -122,12 +127,11 @@ public final class GatewayEngine: Service, Sendable {
                 }
             }
             group.addTask {
-                // Peers' acknowledgements are polled only while admissions await them.
-                for await _ in self.admissions.awaiting.cancelOnGracefulShutdown() {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(2))
-                        if self.confirmAcknowledged() { break }
-                    }
+                // Each change of the peers' acknowledgements confirms the admissions they cover
+                // and wakes whoever waits for replication.
+                for await _ in self.cluster.acknowledgementChanges().cancelOnGracefulShutdown() {
+                    self.confirmAcknowledged()
+                    self.acknowledgements.signal()
                 }
             }
             group.addTask { try? await self.recorder.run() }
@@ -156,20 +160,11 @@ public final class GatewayEngine: Service, Sendable {
         routing.withLock { $0.refresh(runtime: runtime, views: view, nowMillis: now) }
     }
 
-    /// Confirms the admissions every live peer acknowledged; true when none are left waiting.
-    @discardableResult
-    func confirmAcknowledged() -> Bool {
-        guard !admissions.pending.withLock({ $0.isEmpty }) else { return true }
-        let acknowledged: HLCTimestamp?
-        if cluster.liveNodeCount <= 1 {
-            acknowledged = .max
-        } else {
-            acknowledged = cluster.ownEventsAcknowledgedThrough()
-        }
-        guard let acknowledged else { return false }
-        let (seq, drained) = admissions.pending.withLock { ($0.confirm(through: acknowledged), $0.isEmpty) }
-        if let seq { admissions.limiter.withLock { $0.confirm(through: seq) } }
-        return drained
+    /// Confirms the admissions every live peer acknowledged.
+    func confirmAcknowledged() {
+        guard admissions.isAwaiting else { return }
+        let acknowledged = cluster.liveNodeCount <= 1 ? .max : cluster.ownEventsAcknowledgedThrough()
+        if let acknowledged { admissions.confirm(acknowledged: acknowledged) }
     }
 
     // MARK: Limits
@@ -291,21 +286,25 @@ struct ViewCounts: PeerCounts {
 /// The limiter and the admissions awaiting confirmation, shared with the event recorder.
 final class Admissions: Sendable {
     let limiter = Mutex(ClusterLimiter())
-    let pending = Mutex(PendingConfirmations())
-    /// Yields when the first batch starts waiting for peers' acknowledgements.
-    let awaiting: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
-
-    init() {
-        (awaiting, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-    }
+    private let pending = Mutex(PendingConfirmations())
+    /// Signalled whenever admissions are confirmed: requests waiting for headroom retry then.
+    let confirmed = ChangeSignal()
 
     /// A committed batch of admissions (up to limiter sequence `seq`) that peers must acknowledge.
     func awaitConfirmation(event: HLCTimestamp, seq: UInt64) {
-        let wasEmpty = pending.withLock { p in
-            defer { p.append(event: event, seq: seq) }
-            return p.isEmpty
-        }
-        if wasEmpty { wake.yield() }
+        pending.withLock { $0.append(event: event, seq: seq) }
+    }
+
+    var isAwaiting: Bool { !pending.withLock { $0.isEmpty } }
+
+    /// Confirms the batches whose events every live peer holds through `acknowledged`.
+    func confirm(acknowledged: HLCTimestamp) {
+        if let seq = pending.withLock({ $0.confirm(through: acknowledged) }) { confirm(seq: seq) }
+    }
+
+    /// Confirms the admissions through limiter sequence `seq`.
+    func confirm(seq: UInt64) {
+        limiter.withLock { $0.confirm(through: seq) }
+        confirmed.signal()
     }
 }

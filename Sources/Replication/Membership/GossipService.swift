@@ -59,6 +59,9 @@ public final class GossipService: Service, Sendable {
     private let encrypted: Bool
     private let compression: Bool
     private let bound = Mutex<Int?>(nil)
+    /// Live (alive or suspect) members in the high 32 bits, members not `left` in the low ones,
+    /// this node included: updated on every status change, read without a lock.
+    private let counts = Atomic<UInt64>(1 << 32 | 1)
 
     public init(
         local: SWIM.Member, settings: SWIM.Settings, host: String, port: Int, keyring: Keyring?, faults: FaultInjector,
@@ -101,6 +104,12 @@ public final class GossipService: Service, Sendable {
             }
         }
     }
+
+    /// Live members (alive or suspect), this node included: a snapshot kept on status changes.
+    public var liveMemberCount: Int { Int(counts.load(ordering: .relaxed) >> 32) }
+
+    /// Members known and not `left`, this node included.
+    public var knownMemberCount: Int { Int(counts.load(ordering: .relaxed) & 0xFFFF_FFFF) }
 
     /// Every status transition from now on.
     public func statusChanges() -> AsyncStream<MemberChange> {
@@ -271,7 +280,14 @@ public final class GossipService: Service, Sendable {
                 try? await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
             case .statusChanged(let member, let previous):
                 let change = MemberChange(member: member, previous: previous)
-                for c in state.withLock({ Array($0.subscribers.values) }) { c.yield(change) }
+                let subscribers = state.withLock { s -> [AsyncStream<MemberChange>.Continuation] in
+                    let members = s.instance.members
+                    let live = UInt64(members.lazy.filter { $0.status.isActive }.count)
+                    let known = UInt64(members.lazy.filter { $0.status != .left }.count)
+                    counts.store(max(1, live) << 32 | max(1, known), ordering: .relaxed)
+                    return Array(s.subscribers.values)
+                }
+                for c in subscribers { c.yield(change) }
             }
         }
     }

@@ -148,6 +148,8 @@ public final class SyncService: Service, Sendable {
         var protocolErrors = 0
         var tlsHandshakeFailures = 0
         var propagation = SampleRing(capacity: SyncService.propagationSampleCapacity)
+        var acknowledgementSubscribers: [Int: AsyncStream<Void>.Continuation] = [:]
+        var nextSubscriber = 0
 
         var isRunning: Bool {
             if case .running = phase { return true }
@@ -309,6 +311,28 @@ public final class SyncService: Service, Sendable {
             handle.close()
         }
         for name in dials { continuation?.yield(.dial(name)) }
+        // The members whose acknowledgements count changed.
+        acknowledgementsChanged()
+    }
+
+    /// Yields whenever what peers acknowledged may have grown: an acknowledgement or a hello
+    /// arrived, or the peers changed (`updatePeers`). Consecutive changes coalesce into one
+    /// element; read `peerWatermarks()` after each.
+    public func acknowledgementChanges() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { s in
+            s.nextSubscriber += 1
+            s.acknowledgementSubscribers[s.nextSubscriber] = continuation
+            return s.nextSubscriber
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.acknowledgementSubscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func acknowledgementsChanged() {
+        for subscriber in state.withLock({ Array($0.acknowledgementSubscribers.values) }) { subscriber.yield() }
     }
 
     private func accept(
@@ -515,13 +539,17 @@ public final class SyncService: Service, Sendable {
             return s.connections.values.filter { $0.peer == peer && $0.handle.id != id }.map(\.handle)
         }
         for handle in stale { handle.close() }
+        acknowledgementsChanged()
     }
 
     func publish(_ id: UInt64, counters: PeerSync.Counters, watermarks: [NodeID: HLCTimestamp]) {
-        state.withLock { s in
+        let (advanced, subscribers) = state.withLock { s -> (Bool, [AsyncStream<Void>.Continuation]) in
+            let advanced = s.connections[id].map { $0.watermarks != watermarks } ?? false
             s.connections[id]?.counters = counters
             s.connections[id]?.watermarks = watermarks
+            return (advanced, advanced ? Array(s.acknowledgementSubscribers.values) : [])
         }
+        if advanced { for subscriber in subscribers { subscriber.yield() } }
     }
 
     func countProtocolError() { state.withLock { $0.protocolErrors += 1 } }
