@@ -183,6 +183,16 @@ extension GatewayError {
             code: "no_healthy_key")
     }
 
+    /// The node's event writer is behind: the request was not started, and a retry (here
+    /// after `Retry-After`, or on another node) is safe.
+    public static func overloaded(retryAfterSeconds: Int = 1) -> GatewayError {
+        GatewayError(
+            status: 503, type: "api_error",
+            message: "This gateway node is overloaded (its event log is behind) and did not start the request; "
+                + "retry in \(retryAfterSeconds)s or send it to another node.",
+            code: "overloaded", headers: [("retry-after", String(retryAfterSeconds))])
+    }
+
     /// A request the gateway understands but cannot carry to the chosen provider (for example
     /// tools for a model of the other API).
     public static func unsupported(_ message: String, param: String? = nil) -> GatewayError {

@@ -220,6 +220,9 @@ public struct BifrostConfig: Sendable, Equatable {
         public var backoffMax: Duration = .seconds(2)
         /// Models tried in order when a model's keys all fail (`fallbacks`).
         public var fallbacks: [String: [String]] = [:]
+        /// Events waiting for the writer beyond which new requests get 503 (`max_pending_events`);
+        /// read at start.
+        public var maxPendingEvents: Int = 100_000
     }
 
     public struct VirtualKey: Sendable, Equatable {

@@ -243,6 +243,7 @@ extension BifrostConfig {
     static func parseGateway(_ g: inout ConfigReader) throws(ConfigError) -> GatewaySettings {
         var s = GatewaySettings()
         s.maxRequestBytes = try g.int("max_request_bytes", in: 1024...(1 << 30)) ?? s.maxRequestBytes
+        s.maxPendingEvents = try g.int("max_pending_events", in: 1...100_000_000) ?? s.maxPendingEvents
         if var r = try g.object("retry") {
             s.maxAttempts = try r.int("max_attempts", in: 1...10) ?? s.maxAttempts
             s.backoffBase = try r.duration("backoff_base") ?? s.backoffBase

@@ -7,6 +7,11 @@ import Synchronization
 ///
 /// Requests hand over payloads; one task appends whatever accumulated while the previous
 /// append was committing, so batches grow with load and an idle node commits at once.
+///
+/// The queue is bounded: once `capacity` events wait for the writer, `hasRoom` is false and the
+/// gateway refuses new requests (503 with `Retry-After`) until the writer catches up. What an
+/// admitted request records is always taken, so nothing accepted is lost; the queue holds at
+/// most `capacity` plus the events of the requests in flight.
 /// Admissions with the same limit keys and window coalesce into one `ratelimit.increment`
 /// (`requests` = their number), which the views count exactly.
 ///
@@ -36,16 +41,27 @@ public final class EventRecorder: Service, Sendable {
     private let wakes: AsyncStream<Void>
     private let onCommitted: CommitHandler
     private let failures = Atomic<UInt64>(0)
+    /// Events waiting for the writer (coalesced admissions count once).
+    private let queued = Atomic<Int>(0)
+    /// Waiting events beyond which `hasRoom` is false.
+    public let capacity: Int
 
-    public init(store: EventStore, logger: Logger, onCommitted: @escaping CommitHandler) {
+    public init(store: EventStore, logger: Logger, capacity: Int = 100_000, onCommitted: @escaping CommitHandler) {
         self.store = store
         self.logger = logger
+        self.capacity = max(1, capacity)
         self.onCommitted = onCommitted
         (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Appends that failed (the node logs each); a failed batch's counts stay in memory only.
     public var failedAppends: UInt64 { failures.load(ordering: .relaxed) }
+
+    /// Events waiting for the writer now.
+    public var pendingEvents: Int { queued.load(ordering: .relaxed) }
+
+    /// Whether a new request may start: the queue is below its capacity.
+    public var hasRoom: Bool { queued.load(ordering: .relaxed) < capacity }
 
     /// One admitted request (or several with the same keys), carrying limiter sequence `seq`.
     public func recordAdmission(keys: [String], windowStartMillis: UInt64, windowMillis: UInt32, seq: UInt64) {
@@ -57,6 +73,7 @@ public final class EventRecorder: Service, Sendable {
             } else {
                 p.admissions[key] = 1
                 p.admissionOrder.append(key)
+                queued.add(1, ordering: .relaxed)
             }
             p.maxSeq = max(p.maxSeq, seq)
             return wasEmpty
@@ -68,6 +85,7 @@ public final class EventRecorder: Service, Sendable {
         let wasEmpty = pending.withLock { p in
             let wasEmpty = p.isEmpty
             p.payloads.append(payload)
+            queued.add(1, ordering: .relaxed)
             return wasEmpty
         }
         if wasEmpty { wake.yield() }
@@ -92,6 +110,7 @@ public final class EventRecorder: Service, Sendable {
                 return taken
             }
             if batch.isEmpty { return }
+            defer { queued.subtract(batch.admissionOrder.count + batch.payloads.count, ordering: .relaxed) }
             var payloads: [Event.Payload] = batch.admissionOrder.map { key in
                 .rateLimitIncrement(
                     RateLimitIncrement(

@@ -78,6 +78,13 @@ extension GatewayEngine {
             }
             migrationWindow.withLock { $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated) }
         }
+        // A writer that fell behind refuses new work rather than queue its events without bound.
+        guard recorder.hasRoom else {
+            metrics.overloadRejected(reason: "event_queue")
+            record.status = 503
+            record.outcome = .upstreamError
+            return GatewayError.overloaded().response(api: api)
+        }
         let runtime = self.runtime
         let strategy = self.strategy(for: request)
         // One hop at most: a migrated request is served where it lands.

@@ -57,7 +57,8 @@ public final class GatewayEngine: Service, Sendable {
                 maxEjectionFraction: Double(config.cluster.loadBalancing.maxEjectionPercent) / 100,
                 nowMillis: wallClock.nowMillis()))
         rng = Mutex(SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
-        recorder = EventRecorder(store: store, logger: logger) { [admissions, cluster] maxSeq, last in
+        recorder = EventRecorder(store: store, logger: logger, capacity: config.gateway.maxPendingEvents) {
+            [admissions, cluster] maxSeq, last in
             guard maxSeq > 0 else { return }
             // Alone, the admissions are visible cluster-wide once committed; otherwise once every
             // live peer acknowledged the batch (acknowledgements may have arrived already).

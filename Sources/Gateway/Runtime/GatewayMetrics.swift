@@ -125,6 +125,16 @@ public final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// A request refused before it started because the node could not take more (`reason`:
+    /// `event_queue`).
+    public func overloadRejected(reason: String) {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "bifrost_overload_rejections_total", help: "Requests refused with 503 because the node was overloaded"),
+            labels: [("reason", reason)]
+        ).increment()
+    }
+
     /// An attempt sent to a key whose breaker is open because every key the request could use was.
     public func breakerPanic() {
         registry.makeCounter(
