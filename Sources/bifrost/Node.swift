@@ -170,10 +170,12 @@ final class Node: Sendable {
         AdminRoutes.register(on: router, engine: engine)
         if faultInjection { registerFaultInjection(on: router) }
         let bind = config.cluster.bindAddress
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(bind.host, port: bind.port), serverName: "bifrost"),
-            onServerRunning: { [self] _ in
+        let front = HTTPFront(
+            host: bind.host, port: bind.port, settings: config.gateway.http,
+            maxBodyBytes: { [engine] in engine.runtime.config.gateway.maxRequestBytes },
+            responder: FrontRouter(router: router, engine: engine, logger: logger), metrics: engine.metrics,
+            logger: logger,
+            onServing: { [self] _ in
                 state.withLock { $0 = .serving }
                 logger.info(
                     "serving",
@@ -181,8 +183,7 @@ final class Node: Sendable {
                         "http.address": .string(bind.description), "data.dir": .string(dataDir),
                         "cluster": .string(config.cluster.enabled ? "enabled" : "single node"),
                     ])
-            },
-            logger: logger)
+            })
         var services: [any Service] = [StoreService(store: store, node: self)]
         if let gossip, let sync {
             services += [gossip, sync, MembershipService(node: self, gossip: gossip, sync: sync)]
@@ -190,7 +191,7 @@ final class Node: Sendable {
         // Stopped after the HTTP server (reverse order): the last requests' events are written
         // before the log closes.
         services += [engine, upstream]
-        services.append(app)
+        services.append(front)
         // Last in the list, so the first told to stop: /health turns 503 before anything closes.
         services.append(HealthService(node: self))
         var configuration = ServiceGroupConfiguration(

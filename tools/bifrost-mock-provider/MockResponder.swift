@@ -53,23 +53,31 @@ struct EventStream: Sendable {
     var pieces: [ByteBuffer]
     var tail: ByteBuffer
 
-    func responseBody(interval: Duration) -> ResponseBody {
+    /// `ended` learns whether the stream was written to its end or cut off by the client.
+    func responseBody(interval: Duration, ended: @escaping @Sendable (_ completed: Bool) -> Void) -> ResponseBody {
         guard interval > .zero, pieces.count > 1 else {
             var all = head
             for piece in pieces { all.writeImmutableBuffer(piece) }
             all.writeImmutableBuffer(tail)
+            ended(true)
             return ResponseBody(byteBuffer: all)
         }
         return ResponseBody { [self] writer in
-            var first = head
-            first.writeImmutableBuffer(pieces[0])
-            try await writer.write(first)
-            for piece in pieces.dropFirst() {
-                try await Task.sleep(for: interval)
-                try await writer.write(piece)
+            do {
+                var first = head
+                first.writeImmutableBuffer(pieces[0])
+                try await writer.write(first)
+                for piece in pieces.dropFirst() {
+                    try await Task.sleep(for: interval)
+                    try await writer.write(piece)
+                }
+                try await writer.write(tail)
+                try await writer.finish(nil)
+            } catch {
+                ended(false)
+                throw error
             }
-            try await writer.write(tail)
-            try await writer.finish(nil)
+            ended(true)
         }
     }
 }
@@ -171,7 +179,9 @@ final class MockProvider: Sendable {
             case .events(let stream):
                 headers[.contentType] = "text/event-stream"
                 headers[.cacheControl] = "no-cache"
-                body = stream.responseBody(interval: settings.streamChunkInterval)
+                body = stream.responseBody(interval: settings.streamChunkInterval) { [self] completed in
+                    state.withLock { $0.onStreamEnded(completed: completed) }
+                }
             }
         case .failure(let error):
             status = error.status

@@ -109,6 +109,11 @@ struct MockState {
         stats.record(path: path, status: status, keySuffix: keySuffix, model: model)
     }
 
+    /// A streamed reply ended: written to its end, or cut off because the client went away.
+    mutating func onStreamEnded(completed: Bool) {
+        stats.recordStream(completed: completed)
+    }
+
     mutating func onReset() {
         stats = MockStats()
     }
@@ -121,6 +126,13 @@ struct MockStats: Sendable {
     private(set) var byPathStatus: [String: [Int: Int]] = [:]
     private(set) var byKeySuffix: [String: Int] = [:]
     private(set) var byModel: [String: Int] = [:]
+    /// Streamed replies written to their end, and cut off because the client left first.
+    private(set) var streamsCompleted = 0
+    private(set) var streamsClosedEarly = 0
+
+    mutating func recordStream(completed: Bool) {
+        if completed { streamsCompleted += 1 } else { streamsClosedEarly += 1 }
+    }
 
     mutating func record(path: String, status: Int, keySuffix: String, model: String?) {
         requests += 1
@@ -130,7 +142,8 @@ struct MockStats: Sendable {
     }
 
     /// `{"requests":N,"by_path":{…},"by_status":{…},"by_path_status":{path:{status:n}},
-    /// "by_key_suffix":{…},"by_model":{…}}`, keys sorted.
+    /// "by_key_suffix":{…},"by_model":{…},"streams_completed":N,"streams_closed_early":N}`, keys
+    /// sorted.
     func json() -> ByteBuffer {
         var byPath: [String: Int] = [:]
         var byStatus: [String: Int] = [:]
@@ -160,6 +173,10 @@ struct MockStats: Sendable {
         out.writeJSONCounts(byKeySuffix)
         out.writeStaticString(#","by_model":"#)
         out.writeJSONCounts(byModel)
+        out.writeStaticString(#","streams_completed":"#)
+        out.writeString(String(streamsCompleted))
+        out.writeStaticString(#","streams_closed_early":"#)
+        out.writeString(String(streamsClosedEarly))
         out.writeStaticString("}")
         return out
     }

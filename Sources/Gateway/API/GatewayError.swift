@@ -131,6 +131,28 @@ extension GatewayError {
             code: "request_too_large")
     }
 
+    /// 408: the client did not send its request's head or body in time.
+    public static func requestTimeout(part: String, after timeout: Duration) -> GatewayError {
+        GatewayError(
+            status: 408, type: "invalid_request_error",
+            message:
+                "The request's \(part) did not arrive within \(Self.goDuration(timeout)); the connection is closed.",
+            code: "request_timeout")
+    }
+
+    /// 431: the request head is larger than the gateway accepts.
+    public static func headersTooLarge(limit: Int) -> GatewayError {
+        GatewayError(
+            status: 431, type: "invalid_request_error",
+            message: "The request's headers are larger than the gateway's limit of \(limit) bytes.",
+            code: "headers_too_large")
+    }
+
+    /// 400: the bytes on the connection are not an HTTP/1.1 request.
+    public static func malformedHTTP() -> GatewayError {
+        badRequest("The request is not valid HTTP/1.1; the connection is closed.", code: "malformed_request")
+    }
+
     /// A 429 with `retry-after` (whole seconds, at least 1) and, when given, the OpenAI-style
     /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers. `scope` says which limit
     /// (for example "key 'team-a', model 'gpt-4o'").

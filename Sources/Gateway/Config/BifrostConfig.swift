@@ -223,6 +223,9 @@ public struct BifrostConfig: Sendable, Equatable {
         /// Events waiting for the writer beyond which new requests get 503 (`max_pending_events`);
         /// read at start.
         public var maxPendingEvents: Int = 100_000
+        /// The HTTP port's protections against slow, idle and oversized clients (`http`); read at
+        /// start.
+        public var http = HTTPFrontSettings()
     }
 
     public struct VirtualKey: Sendable, Equatable {

@@ -250,6 +250,20 @@ extension BifrostConfig {
             s.backoffMax = try r.duration("backoff_max") ?? s.backoffMax
             try r.finish()
         }
+        if var h = try g.object("http") {
+            s.http.headerTimeout = try h.duration("header_timeout") ?? s.http.headerTimeout
+            s.http.bodyTimeout = try h.duration("body_timeout") ?? s.http.bodyTimeout
+            s.http.idleTimeout = try h.duration("idle_timeout") ?? s.http.idleTimeout
+            s.http.maxConnections = try h.int("max_connections", in: 1...1_000_000) ?? s.http.maxConnections
+            s.http.maxHeaderBytes = try h.int("max_header_bytes", in: 1024...(1 << 20)) ?? s.http.maxHeaderBytes
+            for (field, d) in [
+                ("header_timeout", s.http.headerTimeout), ("body_timeout", s.http.bodyTimeout),
+                ("idle_timeout", s.http.idleTimeout),
+            ] where d < .milliseconds(100) {
+                throw ConfigError(path: h.child(field), "must be at least 100ms")
+            }
+            try h.finish()
+        }
         if var f = try g.object("fallbacks") {
             for model in f.fields.keys.sorted() { s.fallbacks[model] = try f.strings(model) ?? [] }
             try f.finish()

@@ -2,25 +2,15 @@ import EventLog
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 
 /// The client API: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`
 /// (Anthropic's shape) and `GET /v1/models`.
 public enum GatewayRoutes {
     static let apiKeyHeader = HTTPField.Name("x-api-key")!
-    static let migratedFromHeader = HTTPField.Name(GatewayEngine.migratedFromHeader)!
-    static let virtualKeyHeader = HTTPField.Name(GatewayEngine.virtualKeyHeader)!
-    static let hopAuthHeader = HTTPField.Name(GatewayEngine.hopAuthHeader)!
 
+    /// `GET /v1/models`; the POST endpoints are `FrontRouter`'s, which calls `proxy` directly.
     public static func register<Context: RequestContext>(on router: Router<Context>, engine: GatewayEngine) {
-        router.post("v1/chat/completions") { request, _ in
-            await proxy(.chatCompletions, request, engine)
-        }
-        router.post("v1/embeddings") { request, _ in
-            await proxy(.embeddings, request, engine)
-        }
-        router.post("v1/messages") { request, _ in
-            await proxy(.messages, request, engine)
-        }
         router.get("v1/models") { request, _ -> Response in
             do {
                 let caller = try engine.authenticate(
@@ -32,42 +22,32 @@ public enum GatewayRoutes {
         }
     }
 
-    static func proxy(_ endpoint: ClientEndpoint, _ request: Request, _ engine: GatewayEngine) async -> Response {
+    /// One client API request, its body read whole by the front (which refused larger ones
+    /// with 413 before reading them).
+    static func proxy(
+        _ endpoint: ClientEndpoint, headers: HTTPHeaders, body: ByteBuffer, engine: GatewayEngine
+    ) async -> Response {
         let started = ContinuousClock.now
         let api = endpoint.api
-        let migratedFrom = request.headers[migratedFromHeader]
+        let migratedFrom = headers.first(name: GatewayEngine.migratedFromHeader)
         var caller = Caller(virtualKey: nil)
         if migratedFrom == nil {
             do {
                 caller = try engine.authenticate(
-                    authorization: request.headers[.authorization], apiKey: request.headers[apiKeyHeader])
+                    authorization: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
             } catch {
                 engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: error.status)
                 return error.response(api: api)
             }
         }
-        let limit = engine.runtime.config.gateway.maxRequestBytes
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: 413)
-            return GatewayError.bodyTooLarge(limit: limit).response(api: api)
-        }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: 413)
-            return GatewayError.bodyTooLarge(limit: limit).response(api: api)
-        } catch {
-            return GatewayError.malformedJSON("the body could not be read (\(error))").response(api: api)
-        }
         let bytes = Array(body.readableBytesView)
         if let migratedFrom {
             // A peer's migrated request: authenticated by the cluster key, for a virtual key
             // the origin already admitted.
-            let virtualKey = request.headers[virtualKeyHeader] ?? ""
+            let virtualKey = headers.first(name: GatewayEngine.virtualKeyHeader) ?? ""
             guard
                 engine.hop.verify(
-                    request.headers[hopAuthHeader] ?? "", from: migratedFrom, path: endpoint.path,
+                    headers.first(name: GatewayEngine.hopAuthHeader) ?? "", from: migratedFrom, path: endpoint.path,
                     virtualKey: virtualKey, body: bytes, nowMillis: SystemWallClock().nowMillis())
             else {
                 return GatewayError.unauthorized("the inter-node request is not authenticated by the cluster key")

@@ -125,6 +125,18 @@ public final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// A connection or request the HTTP front refused or closed (`reason`: `header_timeout`,
+    /// `body_timeout`, `idle_timeout`, `body_too_large`, `headers_too_large`, `malformed`,
+    /// `max_connections`).
+    public func httpRejected(reason: String) {
+        registry.makeCounter(
+            descriptor: Self.name(
+                "bifrost_http_rejections_total",
+                help: "Client connections and requests the HTTP front refused or closed, by reason"),
+            labels: [("reason", reason)]
+        ).increment()
+    }
+
     /// A request refused before it started because the node could not take more (`reason`:
     /// `event_queue`).
     public func overloadRejected(reason: String) {

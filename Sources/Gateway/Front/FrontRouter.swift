@@ -1,0 +1,53 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Routes the HTTP port's requests: the client API's POST endpoints go straight to the gateway
+/// (`GatewayRoutes.proxy`, no router, no request context); every other route (`/health`,
+/// `/metrics`, `/cluster/*`, `/admin/*`, `/ui`, `GET /v1/models`) through a Hummingbird router,
+/// used as a library on the same port.
+public struct FrontRouter: FrontResponder {
+    let engine: GatewayEngine
+    let routes: RouterResponder<BasicRequestContext>
+    let logger: Logger
+
+    static let endpoints: [Substring: ClientEndpoint] = [
+        "/v1/chat/completions": .chatCompletions, "/v1/embeddings": .embeddings, "/v1/messages": .messages,
+    ]
+
+    public init(router: Router<BasicRequestContext>, engine: GatewayEngine, logger: Logger) {
+        self.engine = engine
+        routes = router.buildResponder()
+        self.logger = logger
+    }
+
+    public func respond(to request: FrontRequest, channel: any Channel) async -> Response {
+        if request.head.method == .POST, let endpoint = Self.endpoints[request.path] {
+            return await GatewayRoutes.proxy(
+                endpoint, headers: request.head.headers, body: request.body, engine: engine)
+        }
+        let routed = Request(head: Self.httpRequest(request.head), body: RequestBody(buffer: request.body))
+        let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: logger))
+        do {
+            return try await routes.respond(to: routed, context: context)
+        } catch {
+            logger.error(
+                "request failed", metadata: ["http.path": .string(String(request.path)), "error": .string("\(error)")])
+            return GatewayError.internalError("The request failed inside the gateway.").response(api: .openAI)
+        }
+    }
+
+    /// The head in swift-http-types' shape, for the router.
+    static func httpRequest(_ head: HTTPRequestHead) -> HTTPRequest {
+        var fields = HTTPFields()
+        fields.reserveCapacity(head.headers.count)
+        for (name, value) in head.headers {
+            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+        }
+        return HTTPRequest(
+            method: HTTPRequest.Method(head.method.rawValue) ?? .get, scheme: nil,
+            authority: head.headers.first(name: "host"), path: head.uri, headerFields: fields)
+    }
+}

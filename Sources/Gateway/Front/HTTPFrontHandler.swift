@@ -1,0 +1,236 @@
+import NIOCore
+import NIOHTTP1
+
+/// Tells the front handler when a request's first byte arrives on an idle connection, so the
+/// header timeout runs from then and the idle timeout until then. It sits before the HTTP
+/// decoder, which shows nothing until a whole head is parsed.
+final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The first bytes that arrive while armed start a request head.
+    var armed = false
+    var onFirstByte: (() -> Void)?
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes bytes to the socket past the HTTP handlers (a refusal the HTTP state machines of
+    /// NIO's pipeline have no request for), then closes the connection.
+    func writeAndClose(_ bytes: [UInt8]) {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if armed {
+            armed = false
+            onFirstByte?()
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+/// The channel handler of one client connection: aggregates each request within the limits,
+/// keeps the timers, dispatches the whole request to the responder and watches its response go
+/// out. The decisions are `HTTPConnectionMachine`'s; this class performs them.
+final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let settings: HTTPFrontSettings
+    private let maxBodyBytes: @Sendable () -> Int
+    private let responder: any FrontResponder
+    private let metrics: GatewayMetrics
+    private let observer: FirstByteObserver
+    private var machine = HTTPConnectionMachine()
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var timer: Scheduled<Void>?
+    private var timerGeneration: UInt64 = 0
+    private var task: Task<Void, Never>?
+    private var closeAfterResponse = false
+
+    init(
+        settings: HTTPFrontSettings, maxBodyBytes: @escaping @Sendable () -> Int, responder: any FrontResponder,
+        metrics: GatewayMetrics, observer: FirstByteObserver
+    ) {
+        self.settings = settings
+        self.maxBodyBytes = maxBodyBytes
+        self.responder = responder
+        self.metrics = metrics
+        self.observer = observer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        observer.onFirstByte = {
+            let (handler, context) = loopBound.value
+            handler.perform(handler.machine.bytesArrived(), context: context)
+        }
+        if context.channel.isActive { perform(machine.activated(), context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        observer.onFirstByte = nil
+        timer?.cancel()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        perform(machine.activated(), context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        perform(machine.inactive(), context: context)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            var headerBytes = head.uri.utf8.count + 16
+            for (name, value) in head.headers { headerBytes += name.utf8.count + value.utf8.count + 4 }
+            let expects = head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+            self.head = head
+            body = nil
+            perform(
+                machine.head(
+                    contentLength: head.headers.first(name: "content-length").flatMap { Int($0) },
+                    expectsContinue: expects, keepAlive: head.isKeepAlive, headerBytes: headerBytes,
+                    maxHeaderBytes: settings.maxHeaderBytes, maxBodyBytes: maxBodyBytes()), context: context)
+        case .body(var chunk):
+            let actions = machine.body(bytes: chunk.readableBytes)
+            if case .body = machine.state {
+                if body == nil {
+                    body = chunk
+                } else {
+                    body!.writeBuffer(&chunk)
+                }
+            }
+            perform(actions, context: context)
+        case .end:
+            perform(machine.end(), context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parse = error as? HTTPParserError {
+            perform(machine.parseError(headerOverflow: parse == .headerOverflow), context: context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code >= 200:
+            closeAfterResponse = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+            context.write(data, promise: promise)
+        case .end:
+            let actions = machine.responseEnded(keepAlive: !closeAfterResponse)
+            task = nil
+            if actions.contains(.close) {
+                let written = promise ?? context.eventLoop.makePromise()
+                context.write(data, promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.write(data, promise: promise)
+                perform(actions, context: context)
+            }
+        default:
+            context.write(data, promise: promise)
+        }
+    }
+
+    private func perform(_ actions: [HTTPConnectionMachine.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .arm(let kind):
+                arm(kind, context: context)
+            case .disarm:
+                timer?.cancel()
+                timer = nil
+                timerGeneration &+= 1
+            case .sendContinue:
+                let head = HTTPResponseHead(version: head?.version ?? .http1_1, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+            case .dispatch(let keepAlive):
+                dispatch(keepAlive: keepAlive, context: context)
+            case .refuse(let refusal):
+                refuse(refusal, context: context)
+            case .close:
+                context.close(promise: nil)
+            case .cancelRequest:
+                task?.cancel()
+                task = nil
+            }
+        }
+    }
+
+    private func arm(_ kind: HTTPConnectionMachine.Timer, context: ChannelHandlerContext) {
+        timer?.cancel()
+        timerGeneration &+= 1
+        let generation = timerGeneration
+        let delay: Duration
+        switch kind {
+        case .idle: delay = settings.idleTimeout
+        case .header: delay = settings.headerTimeout
+        case .body: delay = settings.bodyTimeout
+        }
+        observer.armed = kind == .idle
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
+            guard generation == timerGeneration else { return }
+            if kind == .idle && machine.state == .idle { metrics.httpRejected(reason: "idle_timeout") }
+            perform(machine.timerFired(kind), context: context)
+        }
+    }
+
+    private func dispatch(keepAlive: Bool, context: ChannelHandlerContext) {
+        guard let head else { return }
+        let request = FrontRequest(head: head, body: body ?? ByteBuffer(), keepAlive: keepAlive)
+        self.head = nil
+        body = nil
+        let channel = context.channel
+        let responder = self.responder
+        let writer = FrontResponseWriter(channel: channel, version: head.version, keepAlive: keepAlive)
+        task = Task {
+            let response = await responder.respond(to: request, channel: channel)
+            await writer.write(response)
+        }
+    }
+
+    /// Answers with the refusal's error (in the API's shape the path names) and closes.
+    private func refuse(_ refusal: HTTPConnectionMachine.Refusal, context: ChannelHandlerContext) {
+        let error: GatewayError
+        let reason: String
+        switch refusal {
+        case .bodyTooLarge:
+            (error, reason) = (.bodyTooLarge(limit: maxBodyBytes()), "body_too_large")
+        case .headerTimeout:
+            (error, reason) = (.requestTimeout(part: "head", after: settings.headerTimeout), "header_timeout")
+        case .bodyTimeout:
+            (error, reason) = (.requestTimeout(part: "body", after: settings.bodyTimeout), "body_timeout")
+        case .headersTooLarge:
+            (error, reason) = (.headersTooLarge(limit: settings.maxHeaderBytes), "headers_too_large")
+        case .malformed:
+            (error, reason) = (.malformedHTTP(), "malformed")
+        }
+        metrics.httpRejected(reason: reason)
+        let api: WireAPI = head?.uri.hasPrefix(ClientEndpoint.messages.path) == true ? .anthropic : .openAI
+        let body = api == .anthropic ? error.anthropicBody() : error.openAIBody()
+        let status = HTTPResponseStatus(statusCode: error.status)
+        var text = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\n"
+        text += "content-length: \(body.count)\r\nconnection: close\r\nserver: bifrost\r\n"
+        for header in error.headers { text += "\(header.name): \(header.value)\r\n" }
+        text += "\r\n"
+        // Past NIO's HTTP handlers, which refuse a response to a request they have not seen whole.
+        observer.writeAndClose(Array(text.utf8) + body)
+    }
+}
