@@ -45,11 +45,10 @@ final class Node: Sendable {
             throw ExitCode(2)
         }
         metrics = NodeMetrics()
-        // Before the upstream client, which must be shut down once made: a bad cluster key or
-        // TLS file ends init with its configuration error.
+        // A bad cluster key or TLS file ends init with its configuration error.
         let keyring = try config.cluster.enabled ? Self.keyring(config, logger: logger) : nil
         let tls = try config.cluster.enabled ? Self.clusterTLS(config, logger: logger) : nil
-        upstream = UpstreamClient()
+        upstream = try UpstreamClient()
         guard config.cluster.enabled else {
             gossip = nil
             sync = nil
@@ -97,17 +96,12 @@ final class Node: Sendable {
         _ config: BifrostConfig, _ fileDocument: [UInt8]?, _ store: EventStore, _ cluster: some GatewayCluster,
         _ upstream: UpstreamClient, metrics: NodeMetrics, logger: Logger
     ) throws -> GatewayEngine {
-        do {
-            let hopKeys =
-                config.cluster.encryption.enabled ? config.cluster.encryption.keys.compactMap { $0.resolve() } : []
-            return try GatewayEngine(
-                config: config, fileDocument: fileDocument, store: store, cluster: cluster, upstream: upstream,
-                metrics: GatewayMetrics(registry: metrics.registry), logger: logger,
-                hop: HopAuthenticator(base64ClusterKeys: hopKeys))
-        } catch {
-            try? upstream.http.syncShutdown()
-            throw error
-        }
+        let hopKeys =
+            config.cluster.encryption.enabled ? config.cluster.encryption.keys.compactMap { $0.resolve() } : []
+        return try GatewayEngine(
+            config: config, fileDocument: fileDocument, store: store, cluster: cluster, upstream: upstream,
+            metrics: GatewayMetrics(registry: metrics.registry), logger: logger,
+            hop: HopAuthenticator(base64ClusterKeys: hopKeys))
     }
 
     /// Loads `cluster.tls` (nil when absent); a file that cannot be used refuses the start.

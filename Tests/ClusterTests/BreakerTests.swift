@@ -26,12 +26,20 @@ extension MultiProcess {
         /// Keys named by the `temporary_circuit_break` events in `node`'s log written after `since`
         /// (Unix ms), firing ones only.
         static func breaks(_ harness: ClusterHarness, _ node: String, since: UInt64) throws -> [String] {
+            try breakEvents(harness, node, since: since).map(\.key)
+        }
+
+        /// The same, with each break's reason (the latencies it was judged on).
+        static func breakEvents(
+            _ harness: ClusterHarness, _ node: String, since: UInt64
+        ) throws -> [(key: String, detail: String)] {
             try harness.dumpEvents(node, kind: "alert.fired").compactMap { event in
                 guard let data = event["data"] as? [String: Any], data["rule"] as? String == "temporary_circuit_break",
                     data["state"] as? String == "fired",
-                    ((event["hlc"] as? NSNumber)?.uint64Value ?? 0) >> 16 >= since
+                    ((event["hlc"] as? NSNumber)?.uint64Value ?? 0) >> 16 >= since,
+                    let key = data["scope"] as? String
                 else { return nil }
-                return data["scope"] as? String
+                return (key, data["detail"] as? String ?? "")
             }
         }
 
@@ -70,7 +78,9 @@ extension MultiProcess {
                     try await harness.send("PUT", mock + "/mock/keys/\(suffix)", body: #"{"latency_ms": 80}"#).0 == 200)
             }
             try await Task.sleep(for: .seconds(8))
-            let sharedBreaks = try Self.breaks(harness, "node-1", since: sharedSince)
+            let sharedBreaks = try Self.breakEvents(harness, "node-1", since: sharedSince).map {
+                "\($0.key): \($0.detail)"
+            }
             var outcomes: [LoadDriver.Outcome] = []
             for load in loads { outcomes.append(await load.stop()) }
             #expect(sharedBreaks.isEmpty, "a shared slowdown broke \(sharedBreaks)")

@@ -4,15 +4,13 @@ import Testing
 
 /// Waiting for a change without polling: wake-ups, deadlines and the change that came first.
 @Suite struct ChangeSignalTests {
-    @Test func wait_isWokenBySignal_longBeforeItsDeadline() async {
+    @Test func wait_isWokenBySignal_beforeItsDeadline() async {
         let signal = ChangeSignal()
         let seen = signal.generation
-        let started = ContinuousClock.now
-        async let woken = signal.wait(after: seen, until: started + .seconds(30))
+        async let woken = signal.wait(after: seen, until: ContinuousClock.now + .seconds(300))
         while signal.waiterCount == 0 { await Task.yield() }
         signal.signal()
-        #expect(await woken)
-        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(await woken, "a wait that ends at its deadline returns false")
         #expect(signal.waiterCount == 0)
     }
 

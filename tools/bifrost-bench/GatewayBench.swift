@@ -10,20 +10,20 @@ import ToolSupport
 struct GatewayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Gateway throughput and latency: the mock provider direct vs through one node vs a 3-node cluster.",
+        abstract:
+            "Gateway throughput, latency and CPU per request: upstream direct vs nginx vs a bare NIO proxy vs nodes.",
         discussion: """
-            Starts bifrost-mock-provider and real `bifrost serve` processes on 127.0.0.1 (the binaries next \
-            to this one) and drives each with wrk (POST /v1/chat/completions, a virtual key with a limit \
-            high enough never to bite) at 1 and --connections connections: requests/s, latency p50/p99, \
-            the latency added over the direct run, the gateway's in-process overhead p50/p99 (its \
-            bifrost_gateway_overhead_seconds histogram: time in the gateway excluding the upstream call), \
-            and the node's resident memory. Needs wrk (Debian package wrk).
-
-            When nginx is installed (/usr/sbin/nginx), the same load also goes through a plain nginx \
-            reverse proxy to the mock (one worker per core, keep-alive upstream connections), and each \
-            node run reports its throughput ratio to that proxy: the reference a gateway is held to on \
-            the same machine in the same run. The load also goes through `bifrost-bench passthrough`: \
-            Hummingbird in, AsyncHTTPClient out and nothing else, the floor of the node's own stack.
+            Starts a fixed-body upstream (nginx answering every POST /v1/chat/completions with the same \
+            chat completion, usage included), then drives wrk (POST /v1/chat/completions, a virtual key \
+            with a limit high enough never to bite) at 1 and --connections connections against: the \
+            upstream direct; a plain nginx reverse proxy (one worker, keep-alive upstream connections); \
+            `bifrost-bench passthrough`, a bare SwiftNIO proxy with no Swift concurrency (the floor of a \
+            Swift proxy here); one `bifrost serve` node; and a node of a 3-node cluster. Each row reports \
+            requests/s, latency p50/p99 and the latency added over the direct row, the CPU time the \
+            proxy's processes spent per request (all node processes for the cluster), the gateway's \
+            in-process overhead (its bifrost_gateway_overhead_seconds histogram) and the node's resident \
+            memory. CPU per request is the least noisy figure on a shared machine. Needs wrk and nginx \
+            (Debian packages wrk, nginx-light).
             """)
 
     @Option(help: "Seconds per measurement.")
@@ -55,46 +55,48 @@ struct GatewayBench: AsyncParsableCommand {
             """.utf8
         ).write(to: URL(fileURLWithPath: script))
 
-        let mockPort = Int.random(in: 46_000...50_000)
-        let mock = try Self.launch(
-            bin.appendingPathComponent("bifrost-mock-provider"), ["--port", "\(mockPort)", "--log-level", "error"])
-        defer {
-            kill(mock.processIdentifier, SIGTERM)
-            mock.waitUntilExit()
+        guard NginxServer.installed else {
+            throw ValidationError("nginx is not installed (apt-get install -y nginx-light): it is the fixed upstream")
         }
-        let mockURL = "http://127.0.0.1:\(mockPort)"
-        guard await Self.waitHTTP(mockURL + "/health") else { throw ValidationError("the mock provider did not start") }
+        let upstream = try FixedUpstream(scratch: scratch)
+        defer { upstream.stop() }
+        let upstreamURL = upstream.url
+        guard await Self.waitHTTP(upstreamURL + "/health") else { throw ValidationError("the upstream did not start") }
 
         let config = """
-            {"providers": {"openai": {"type": "openai", "base_url": "\(mockURL)/v1",
+            {"providers": {"openai": {"type": "openai", "base_url": "\(upstreamURL)/v1",
                "keys": [{"name": "bench-key-1", "value": "sk-bench-upstream-1", "models": ["gpt-4o-mini"], "weight": 0.8},
                         {"name": "bench-key-2", "value": "sk-bench-upstream-2", "models": ["gpt-4o-mini"], "weight": 0.2}]}},
              "virtual_keys": [{"name": "bench-team", "value": "sk-bench-team", "models": ["*"], "limits": {"rpm": 100000000}}],
              "cluster": {"gossip": {"interval": "1s", "timeout": "5s"}}}
             """
         var runs: [String: JSONValue] = [:]
-        var results: [(label: String, conns: Int, run: WrkRun, overhead: (Double, Double)?, rss: UInt64?)] = []
+        var results:
+            [(label: String, conns: Int, run: WrkRun, overhead: (Double, Double)?, rss: UInt64?, cpu: Double?)] = []
         let levels = [1, connections]
 
         for conns in levels {
-            let r = try wrk(url: mockURL + "/v1/chat/completions", connections: conns, script: script)
-            results.append(("direct", conns, r, nil, nil))
-            log("direct       c=\(conns): \(r.summary)")
+            let before = CPUTime.seconds(upstream.pids)
+            let r = try wrk(url: upstreamURL + "/v1/chat/completions", connections: conns, script: script)
+            let cpu = CPUTime.perRequest(before: before, after: CPUTime.seconds(upstream.pids), run: r)
+            results.append(("direct", conns, r, nil, nil, cpu))
+            log("direct       c=\(conns): \(r.summary), \(Self.cpuText(cpu))")
         }
-        if let proxy = try NginxProxy(upstreamPort: mockPort, scratch: scratch) {
+        do {
+            let proxy = try NginxProxy(upstreamPort: upstream.port, scratch: scratch)
             defer { proxy.stop() }
             guard await Self.waitHTTP(proxy.url + "/health") else { throw ValidationError("nginx did not start") }
-            for (conns, r) in try reference("nginx", url: proxy.url + "/v1/chat/completions", levels, script) {
-                results.append(("nginx", conns, r, nil, nil))
+            for (conns, r, cpu) in try reference(
+                "nginx", url: proxy.url + "/v1/chat/completions", levels, script, pids: { proxy.pids })
+            {
+                results.append(("nginx", conns, r, nil, nil, cpu))
             }
-        } else {
-            log("nginx is not installed: no reference proxy run (apt-get install -y nginx-light)")
         }
         do {
             let port = Int.random(in: 54_001...58_000)
             let floor = try Self.launch(
                 URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
-                ["passthrough", "--upstream", mockURL, "--port", "\(port)"])
+                ["passthrough", "--upstream", "127.0.0.1:\(upstream.port)", "--port", "\(port)"])
             defer {
                 kill(floor.processIdentifier, SIGKILL)
                 floor.waitUntilExit()
@@ -103,8 +105,11 @@ struct GatewayBench: AsyncParsableCommand {
             guard await Self.waitHTTP(base + "/health") else {
                 throw ValidationError("the pass-through proxy did not start")
             }
-            for (conns, r) in try reference("passthrough", url: base + "/v1/chat/completions", levels, script) {
-                results.append(("passthrough", conns, r, nil, nil))
+            let pid = floor.processIdentifier
+            for (conns, r, cpu) in try reference(
+                "passthrough", url: base + "/v1/chat/completions", levels, script, pids: { [pid] })
+            {
+                results.append(("passthrough", conns, r, nil, nil, cpu))
             }
         }
         for size in [1, 3] {
@@ -119,20 +124,23 @@ struct GatewayBench: AsyncParsableCommand {
             let url = "http://127.0.0.1:\(cluster.apiBase)/v1/chat/completions"
             // Warm the upstream connection pool and the first limiter counters.
             _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
+            let pids = (0..<size).compactMap { cluster.pid($0) }
             for conns in levels {
                 let before = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
+                let cpuBefore = CPUTime.seconds(pids)
                 let r = try wrk(url: url, connections: conns, script: script)
+                let cpu = CPUTime.perRequest(before: cpuBefore, after: CPUTime.seconds(pids), run: r)
                 let after = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
                 let overhead = Self.quantiles(before: before, after: after)
                 let rss = cluster.rss(0)
-                results.append((label, conns, r, overhead, rss))
+                results.append((label, conns, r, overhead, rss, cpu))
                 log(
-                    "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), overhead p50 \(Self.micros(overhead?.0)) p99 \(Self.micros(overhead?.1)), RSS \((rss ?? 0) >> 20) MiB"
+                    "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), \(Self.cpuText(cpu)), overhead p50 \(Self.micros(overhead?.0)) p99 \(Self.micros(overhead?.1)), RSS \((rss ?? 0) >> 20) MiB"
                 )
             }
             await cluster.stopAll()
         }
-        for (label, conns, r, overhead, rss) in results {
+        for (label, conns, r, overhead, rss, cpu) in results {
             let direct = results.first { $0.label == "direct" && $0.conns == conns }!.run
             var fields: [String: JSONValue] = [
                 "requests_per_second": .double(r.requestsPerSecond), "p50_ms": .double(r.p50Millis),
@@ -155,6 +163,14 @@ struct GatewayBench: AsyncParsableCommand {
             {
                 fields["throughput_ratio_to_passthrough"] = .double(
                     (r.requestsPerSecond / max(1, floor.requestsPerSecond) * 1000).rounded() / 1000)
+            }
+            if let cpu {
+                fields["cpu_us_per_request"] = .double((cpu * 1e7).rounded() / 10)
+                if label == "one_node" || label == "cluster_node",
+                    let floorCPU = results.first(where: { $0.label == "passthrough" && $0.conns == conns })?.cpu
+                {
+                    fields["cpu_ratio_to_passthrough"] = .double((cpu / max(1e-9, floorCPU) * 100).rounded() / 100)
+                }
             }
             if let overhead {
                 fields["overhead_p50_us"] = .double(overhead.0 * 1e6)
@@ -181,14 +197,26 @@ struct GatewayBench: AsyncParsableCommand {
         return process
     }
 
-    /// Warms a reference path (its upstream connections), then measures it at each level.
-    func reference(_ label: String, url: String, _ levels: [Int], _ script: String) throws -> [(Int, WrkRun)] {
+    /// Warms a reference path (its upstream connections), then measures it at each level, with
+    /// the CPU its processes spent per request.
+    func reference(
+        _ label: String, url: String, _ levels: [Int], _ script: String, pids: () -> [Int32]
+    ) throws -> [(Int, WrkRun, Double?)] {
         _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
         return try levels.map { conns in
+            let processes = pids()
+            let before = CPUTime.seconds(processes)
             let r = try wrk(url: url, connections: conns, script: script)
-            log("\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary)")
-            return (conns, r)
+            let cpu = CPUTime.perRequest(before: before, after: CPUTime.seconds(processes), run: r)
+            log(
+                "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), \(Self.cpuText(cpu))"
+            )
+            return (conns, r, cpu)
         }
+    }
+
+    static func cpuText(_ seconds: Double?) -> String {
+        seconds.map { String(format: "CPU %.1f µs/request", $0 * 1e6) } ?? "CPU n/a"
     }
 
     func log(_ s: String) {
@@ -306,21 +334,24 @@ struct GatewayBench: AsyncParsableCommand {
     }
 }
 
-/// A plain nginx reverse proxy in front of the mock provider: the reference the gateway runs are
-/// compared with. Nil when nginx is not installed.
-final class NginxProxy {
+/// An nginx server with a config of its own under `scratch`; `pids` are its master and workers.
+class NginxServer {
     static let binary = "/usr/sbin/nginx"
     let process = Process()
+    let port: Int
     let url: String
+    let root: String
 
-    init?(upstreamPort: Int, scratch: String) throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else { return nil }
-        let port = Int.random(in: 50_001...54_000)
+    /// Whether the nginx binary is there.
+    static var installed: Bool { FileManager.default.isExecutableFile(atPath: binary) }
+
+    init(name: String, scratch: String, port: Int, http: String) throws {
+        self.port = port
         url = "http://127.0.0.1:\(port)"
-        let root = scratch + "/nginx"
+        root = scratch + "/" + name
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let config = """
-            worker_processes auto;
+            worker_processes 1;
             daemon off;
             pid \(root)/nginx.pid;
             error_log \(root)/error.log warn;
@@ -332,15 +363,8 @@ final class NginxProxy {
               fastcgi_temp_path \(root)/fastcgi;
               uwsgi_temp_path \(root)/uwsgi;
               scgi_temp_path \(root)/scgi;
-              upstream mock { server 127.0.0.1:\(upstreamPort); keepalive 256; }
-              server {
-                listen 127.0.0.1:\(port);
-                location / {
-                  proxy_pass http://mock;
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
-                }
-              }
+              keepalive_requests 1000000;
+            \(http)
             }
             """
         try Data(config.utf8).write(to: URL(fileURLWithPath: root + "/nginx.conf"))
@@ -351,10 +375,85 @@ final class NginxProxy {
         try process.run()
     }
 
+    /// The master and its workers.
+    var pids: [Int32] { [process.processIdentifier] + CPUTime.children(of: process.processIdentifier) }
+
     func stop() {
         // SIGQUIT: nginx's graceful stop, which also stops its workers.
         kill(process.processIdentifier, SIGQUIT)
         process.waitUntilExit()
+    }
+}
+
+/// The upstream of every row: nginx answering each chat completion with the same body, faster
+/// than any proxy in front of it, so the rows measure the proxies and not the upstream.
+final class FixedUpstream: NginxServer {
+    static let reply =
+        #"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Benchmark reply."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}"#
+
+    init(scratch: String) throws {
+        let port = Int.random(in: 46_000...50_000)
+        try super.init(
+            name: "upstream", scratch: scratch, port: port,
+            http: """
+                  server {
+                    listen 127.0.0.1:\(port) reuseport;
+                    location = /health { default_type application/json; return 200 '{}'; }
+                    location / { default_type application/json; return 200 '\(Self.reply)'; }
+                  }
+                """)
+    }
+}
+
+/// A plain nginx reverse proxy in front of the upstream: one worker, keep-alive upstream
+/// connections; the reference the other rows are compared with.
+final class NginxProxy: NginxServer {
+    init(upstreamPort: Int, scratch: String) throws {
+        let port = Int.random(in: 50_001...54_000)
+        try super.init(
+            name: "proxy", scratch: scratch, port: port,
+            http: """
+                  upstream backend { server 127.0.0.1:\(upstreamPort); keepalive 256; }
+                  server {
+                    listen 127.0.0.1:\(port);
+                    location / {
+                      proxy_pass http://backend;
+                      proxy_http_version 1.1;
+                      proxy_set_header Connection "";
+                    }
+                  }
+                """)
+    }
+}
+
+/// CPU time of processes, from /proc.
+enum CPUTime {
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// User + system seconds of each process so far, summed.
+    static func seconds(_ pids: [Int32]) -> Double {
+        pids.reduce(0) { total, pid in
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return total }
+            // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else {
+                return total
+            }
+            return total + (user + system) / ticksPerSecond
+        }
+    }
+
+    static func perRequest(before: Double, after: Double, run: GatewayBench.WrkRun) -> Double? {
+        run.requests > 0 ? (after - before) / Double(run.requests) : nil
+    }
+
+    static func children(of pid: Int32) -> [Int32] {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) else {
+            return []
+        }
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 }
 

@@ -205,6 +205,9 @@ public struct BifrostConfig: Sendable, Equatable {
         public var timeout: Duration = .seconds(60)
         /// Connection establishment timeout (`network.connect_timeout`).
         public var connectTimeout: Duration = .seconds(5)
+        /// PEM file of the certificate authorities an `https` base URL is verified against,
+        /// instead of the system's (`network.ca_file`).
+        public var caFile: String?
         /// Limits per model served by this provider, over all its keys (`model_limits`).
         public var modelLimits: [String: Limits] = [:]
     }

@@ -1,5 +1,6 @@
 import EventLog
 import Foundation
+import NIOSSL
 
 extension BifrostConfig {
     /// Parses a configuration document. Every field is checked; the first problem is thrown
@@ -191,9 +192,19 @@ extension BifrostConfig {
             }
             var timeout: Duration = .seconds(60)
             var connectTimeout: Duration = .seconds(5)
+            var caFile: String?
             if var n = try r.object("network") {
                 timeout = try n.duration("timeout") ?? timeout
                 connectTimeout = try n.duration("connect_timeout") ?? connectTimeout
+                caFile = try n.string("ca_file")
+                if let caFile {
+                    do {
+                        _ = try NIOSSLCertificate.fromPEMFile(caFile)
+                    } catch {
+                        throw ConfigError(
+                            path: n.child("ca_file"), "cannot read PEM certificates from \"\(caFile)\" (\(error))")
+                    }
+                }
                 try n.finish()
             }
             var modelLimits: [String: Limits] = [:]
@@ -234,7 +245,7 @@ extension BifrostConfig {
             providers.append(
                 Provider(
                     name: name, type: type, baseURL: baseURL, keys: keys, timeout: timeout,
-                    connectTimeout: connectTimeout, modelLimits: modelLimits))
+                    connectTimeout: connectTimeout, caFile: caFile, modelLimits: modelLimits))
         }
         try p.finish()
         return providers

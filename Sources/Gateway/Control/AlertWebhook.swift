@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import EventLog
 import Logging
 import NIOCore
@@ -21,17 +20,17 @@ extension UpstreamClient {
                     ])
                 }),
         ])
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers = ["content-type": "application/json", "user-agent": "bifrost-alerts"]
-        request.body = .bytes(ByteBuffer(string: body.rendered()))
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "user-agent", value: "bifrost-alerts")
+        let call = UpstreamCall(url: url, headers: headers, body: Array(body.rendered().utf8), timeout: .seconds(5))
         do {
-            let response = try await http.execute(request, deadline: .now() + .seconds(5))
+            let response = try await send(call, provider: false)
             _ = try? await response.body.collect(upTo: 64 << 10)
-            guard (200..<300).contains(response.status.code) else {
+            guard (200..<300).contains(response.status) else {
                 logger.warning(
                     "the alert webhook refused the alerts",
-                    metadata: ["webhook.status": .stringConvertible(response.status.code)])
+                    metadata: ["webhook.status": .stringConvertible(response.status)])
                 return false
             }
             return true

@@ -14,8 +14,9 @@ import EventLog
 /// - An average latency above `latencyFactor` × the key's baseline (the median of its earlier
 ///   windows' average latency) *and* above `latencyFactor` × its peers' (the median average
 ///   latency of the other keys serving one of its models) opens its circuit for
-///   `temporaryBreakDuration`. Both references are raised to `latencyFloorMillis` first: under a
-///   few milliseconds a difference is noise. Windows that began before a break ended are not
+///   `temporaryBreakDuration`, once that held `latencyBreakEvaluations` evaluations in a row. Both
+///   references are raised to `latencyFloorMillis` first: under a few milliseconds a difference
+///   is noise. Windows that began before a break ended are not
 ///   judged again. This is outlier detection (Envoy's `outlier_detection`): a slowdown every key
 ///   shares — the node's own load, a provider's slow hour — moves the peers too and breaks none,
 ///   and a key without a judged peer is never broken.
@@ -45,6 +46,9 @@ public struct WeightController: Sendable {
         public var latencyFloorMillis = 10.0
         /// Most of a model's keys broken at once (`load_balancing.max_ejection_percent` / 100).
         public var maxEjectionFraction = 0.5
+        /// Evaluations in a row a key must be a latency outlier before it is broken: one window
+        /// that caught a change every key shares half-way is not enough.
+        public var latencyBreakEvaluations = 2
         /// Rebalance when one key carries more than this share of its provider's requests (seed: 80 %).
         public var trafficShareThreshold = 0.8
         /// A rebalanced key's share of its provider's total weight.
@@ -180,6 +184,8 @@ public struct WeightController: Sendable {
         /// Ceiling set by rebalancing.
         var rebalanceCap: Double?
         var breakUntilMillis: UInt64?
+        /// Evaluations in a row the key's latency was judged an outlier.
+        var slowStreak = 0
         /// The last operator change seen; a new one resets the controller's memory of the key.
         var operatorChange: WeightChanged?
         /// The weight of this controller's last change of the key (or of the controller change it
@@ -313,8 +319,16 @@ public struct WeightController: Sendable {
             detail: errorHigh
                 ? errorText : "error rate \(Self.percent(recent.errorRate)) ≤ \(Self.percent(s.errorRateThreshold))",
             nowMillis: nowMillis, firingAlerts: firingAlerts, seenAlerts: &seenAlerts, out: &out)
-        let breaks = latencyHigh && nowMillis >= state.breakUntilMillis ?? 0
-        let ejectable = !breaks || models.mayBreak(key)
+        if latencyHigh {
+            state.slowStreak += 1
+        } else if latencyJudged {
+            state.slowStreak = 0
+        }
+        let breaks =
+            latencyHigh && state.slowStreak >= s.latencyBreakEvaluations && nowMillis >= state.breakUntilMillis ?? 0
+        // Said from the first evaluation that judges the key an outlier, so the alert's detail
+        // tells why it stays unbroken.
+        let ejectable = !latencyHigh || models.mayBreak(key)
         var latencyText =
             "avg latency \(Self.millis(latency)) "
             + (latencyHigh ? ">" : "≤") + " \(AlertEvaluator.format(s.latencyFactor)) × baseline "
@@ -331,6 +345,7 @@ public struct WeightController: Sendable {
         if breaks && ejectable {
             let until = nowMillis + s.temporaryBreakDuration.wholeMilliseconds
             state.breakUntilMillis = until
+            state.slowStreak = 0
             models.broken.insert(key.keyID)
             out.append(.temporaryBreak(keyID: key.keyID, untilMillis: until, reason: latencyText))
         }

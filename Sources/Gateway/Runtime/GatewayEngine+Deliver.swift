@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import EventLog
 import HTTPTypes
 import Hummingbird

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import EventLog
 import HTTPTypes
 import Hummingbird
@@ -31,7 +30,7 @@ extension GatewayEngine {
                 url: "http://\(peer.apiAddress)\(path)", headers: headers, body: request.original,
                 timeout: .seconds(60))
             do {
-                let response = try await upstream.send(call, toPeer: true)
+                let response = try await upstream.send(call, provider: false)
                 if response.status >= 500 {
                     _ = try? await response.body.collect(upTo: 1 << 20)
                     lastRefusal = response

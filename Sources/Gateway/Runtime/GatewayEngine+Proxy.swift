@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import EventLog
 import Foundation
 import HTTPTypes

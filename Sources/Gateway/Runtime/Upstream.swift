@@ -1,7 +1,8 @@
-import AsyncHTTPClient
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -16,13 +17,22 @@ public struct UpstreamCall: Sendable {
     public var url: String
     public var headers: HTTPHeaders
     public var body: [UInt8]
+    /// The whole call's bound, streams included.
     public var timeout: Duration
+    public var connectTimeout: Duration
+    /// Certificate authorities for an `https` URL instead of the system's (a PEM file).
+    public var caFile: String?
 
-    public init(url: String, headers: HTTPHeaders, body: [UInt8], timeout: Duration) {
+    public init(
+        url: String, headers: HTTPHeaders, body: [UInt8], timeout: Duration, connectTimeout: Duration = .seconds(5),
+        caFile: String? = nil
+    ) {
         self.url = url
         self.headers = headers
         self.body = body
         self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.caFile = caFile
     }
 }
 
@@ -72,7 +82,8 @@ extension BifrostConfig.Provider {
             headers.add(name: "anthropic-version", value: "2023-06-01")
             url = "\(base)/v1/messages"
         }
-        return UpstreamCall(url: url, headers: headers, body: body, timeout: timeout)
+        return UpstreamCall(
+            url: url, headers: headers, body: body, timeout: timeout, connectTimeout: connectTimeout, caFile: caFile)
     }
 }
 
@@ -80,7 +91,7 @@ extension BifrostConfig.Provider {
 public struct UpstreamResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
-    public var body: HTTPClientResponse.Body
+    public var body: UpstreamBody
 }
 
 /// Why an upstream call produced no response.
@@ -105,65 +116,97 @@ public enum UpstreamFailure: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The pooled HTTP client every upstream call goes through (keep-alive connections per host,
-/// TLS for https providers). A `Service`, so the pool closes on shutdown.
+/// The HTTP/1.1 client every upstream call goes through: one `UpstreamPool` of keep-alive
+/// connections per event loop, TLS (NIOSSL, the system's trust roots, SNI) for `https` origins.
+/// A call runs on the pool of the loop its task is on. A `Service`, so idle connections close
+/// on shutdown.
 public final class UpstreamClient: Service, Sendable {
-    public let http: HTTPClient
+    let group: any EventLoopGroup
+    private let pools: [ObjectIdentifier: NIOLoopBoundBox<UpstreamPool>]
+    /// TLS with the system's trust roots, and with each `network.ca_file` seen so far.
+    private let systemTLS: NIOSSLContext
+    private let customTLS = Mutex<[String: NIOSSLContext]>([:])
     private let blackholed = Atomic<Bool>(false)
 
     /// Fault injection (tests and drills): every provider call fails as unreachable while set.
-    /// Calls to peers (`migrate`) are not affected.
+    /// Calls to peers and webhooks are not affected.
     public func setProvidersBlackholed(_ on: Bool) { blackholed.store(on, ordering: .relaxed) }
 
-    public init(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 256) {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
-        configuration.timeout.connect = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000)
-        configuration.decompression = .disabled
-        configuration.redirectConfiguration = .disallow
-        // No request spans: with no tracer bootstrapped they would only cost a URL parse per call.
-        configuration.tracing.tracer = nil
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    /// - Parameters:
+    ///   - connectionsPerHost: the most connections to one origin from one event loop.
+    public init(
+        connectionsPerHost: Int = 256, idleTimeout: Duration = .seconds(60),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        self.group = group
+        systemTLS = try NIOSSLContext(configuration: .makeClientConfiguration())
+        var pools: [ObjectIdentifier: NIOLoopBoundBox<UpstreamPool>] = [:]
+        for loop in group.makeIterator() {
+            pools[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeBoxSendingValue(
+                UpstreamPool(
+                    loop: loop, maxConnectionsPerOrigin: max(1, connectionsPerHost),
+                    idleTimeout: TimeAmount(idleTimeout)),
+                eventLoop: loop)
+        }
+        self.pools = pools
     }
 
     public func run() async throws {
         try? await gracefulShutdown()
-        try await http.shutdown()
     }
 
-    /// Sends a call; the response body streams on. Throws `UpstreamFailure`.
-    public func send(_ call: UpstreamCall, toPeer: Bool = false) async throws(UpstreamFailure) -> UpstreamResponse {
-        if !toPeer && blackholed.load(ordering: .relaxed) {
+    /// Sends a call; the response body streams on. Throws `UpstreamFailure`. `provider` is false
+    /// for calls to peers and webhooks, which fault injection leaves alone.
+    public func send(_ call: UpstreamCall, provider: Bool = true) async throws(UpstreamFailure) -> UpstreamResponse {
+        if provider && blackholed.load(ordering: .relaxed) {
             throw .connectFailed("provider address blackholed by fault injection")
         }
-        var request = HTTPClientRequest(url: call.url)
-        request.method = .POST
-        request.headers = call.headers
-        request.body = .bytes(ByteBuffer(bytes: call.body))
-        let (seconds, attoseconds) = call.timeout.components
-        let deadline = NIODeadline.now() + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        guard var (origin, target) = UpstreamOrigin.parse(call.url) else {
+            throw .other("not an http or https URL: \(call.url)")
+        }
+        origin.caFile = origin.secure ? call.caFile : nil
+        let tls = origin.secure ? try tlsContext(caFile: origin.caFile) : nil
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        guard let pool = pools[ObjectIdentifier(loop)] ?? pools.values.first else {
+            throw .other("no event loop to call on")
+        }
+        var headers = call.headers
+        headers.replaceOrAdd(name: "host", value: origin.hostHeader)
+        headers.replaceOrAdd(name: "content-length", value: String(call.body.count))
+        let exchange = UpstreamExchange(
+            origin: origin, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: target, headers: headers),
+            body: ByteBuffer(bytes: call.body), timeout: TimeAmount(call.timeout),
+            connectTimeout: TimeAmount(call.connectTimeout), tls: tls,
+            promise: loop.makePromise(of: UpstreamResponse.self))
         do {
-            let response = try await http.execute(request, deadline: deadline)
-            return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
+            return try await withTaskCancellationHandler {
+                if loop.inEventLoop {
+                    pool.value.execute(exchange)
+                } else {
+                    loop.execute { pool.value.execute(exchange) }
+                }
+                return try await exchange.promise.futureResult.get()
+            } onCancel: {
+                loop.execute { pool.value.cancel(exchange) }
+            }
+        } catch let failure as UpstreamFailure {
+            throw failure
         } catch {
-            throw Self.classify(error)
+            throw .other("\(error)")
         }
     }
 
-    static func classify(_ error: any Error) -> UpstreamFailure {
-        if error is CancellationError { return .cancelled }
-        if let e = error as? HTTPClientError {
-            switch e {
-            case .deadlineExceeded, .readTimeout, .writeTimeout: return .timeout
-            case .connectTimeout: return .connectFailed("connect timeout")
-            case .cancelled: return .cancelled
-            default: return .other("\(e)")
-            }
+    private func tlsContext(caFile: String?) throws(UpstreamFailure) -> NIOSSLContext {
+        guard let caFile else { return systemTLS }
+        if let made = customTLS.withLock({ $0[caFile] }) { return made }
+        do {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.trustRoots = .file(caFile)
+            let made = try NIOSSLContext(configuration: configuration)
+            customTLS.withLock { $0[caFile] = made }
+            return made
+        } catch {
+            throw .connectFailed("cannot use the certificate authorities in \(caFile) (\(error))")
         }
-        if error is ChannelError { return .connectFailed("\(error)") }
-        let text = "\(error)"
-        if text.contains("connect") || text.contains("Connection refused") { return .connectFailed(text) }
-        return .other(text)
     }
 }
