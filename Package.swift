@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "bifrost-bench",
             dependencies: [
-                "EventLog", "Replication", "ToolSupport",
+                "CLMDB", "EventLog", "Replication", "ToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -129,10 +129,17 @@ let package = Package(
             path: "tools/bifrost-bench",
             swiftSettings: strict
         ),
+        .target(
+            name: "ClusterSimulation",
+            dependencies: ["Replication", "EventLog", .product(name: "Crypto", package: "swift-crypto")],
+            path: "tools/ClusterSimulation",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "bifrost-sim",
             dependencies: [
-                "Replication", "EventLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ClusterSimulation", "Replication", "EventLog",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/bifrost-sim",
             swiftSettings: strict
@@ -168,6 +175,7 @@ let package = Package(
             name: "ReplicationTests",
             dependencies: [
                 "Replication",
+                "ClusterSimulation",
                 "EventLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

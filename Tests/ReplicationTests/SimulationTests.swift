@@ -1,6 +1,7 @@
 import EventLog
 import Testing
 
+@testable import ClusterSimulation
 @testable import Replication
 
 /// The seeded cluster simulator (`ClusterSimulator`): a bounded set of seeds with short phases,

@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -18,6 +19,7 @@ from processes import Process, free_port, wait_http  # noqa: E402
 
 BIN = os.environ.get("BIFROST_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
 TOKEN = "sk-front-0123456789"
+ADMIN_TOKEN = "admin-front-0123456789"
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
 IDLE_TIMEOUT = 3.0
@@ -48,6 +50,7 @@ def front(mock, slow_mock, tmp_path_factory):
                       "slow": {"type": "openai", "base_url": f"{slow_mock}/v1",
                                "keys": [{"name": "k-slow", "value": "sk-up-slow", "models": ["gpt-slow"]}]}},
         "virtual_keys": [{"name": "team-a", "value": TOKEN, "models": ["*"]}],
+        "admin": {"token": ADMIN_TOKEN},
         "gateway": {"max_request_bytes": MAX_REQUEST_BYTES,
                     "http": {"header_timeout": "2s", "body_timeout": "2s", "idle_timeout": "3s",
                              "max_connections": MAX_CONNECTIONS, "max_header_bytes": 8192}},
@@ -283,3 +286,33 @@ def test_a_client_that_leaves_mid_stream_closes_the_upstream_stream(front, slow_
         stats = mock_stats(slow_mock)
     assert stats.get("streams_closed_early") == 1, stats
     assert stats.get("streams_completed") == 0, stats
+
+
+def admin_put(port: int, path: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="PUT",
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize("block", ["admin", "cluster"])
+def test_a_config_update_carrying_a_node_local_block_is_refused_naming_it(front, block):
+    document = {"providers": {}, block: {"token": "hijacked", "trusted_keys": []} if block == "admin"
+                else {"peers": ["10.0.0.1:8080"]}}
+    status, body = admin_put(front, "/admin/config", document)
+    assert status == 400, body
+    assert body["error"]["param"] == block
+    assert block in body["error"]["message"]
+
+
+def test_the_weight_endpoint_refuses_unknown_fields_like_config(front):
+    status, body = admin_put(front, "/admin/keys/k1/weight", {"weight": 0.5, "reason": "test", "wieght": 2})
+    assert status == 400, body
+    assert body["error"]["param"] == "wieght"
+    status, body = admin_put(front, "/admin/keys/k1/weight", {"weight": -1})
+    assert status == 400, body
+    assert body["error"]["param"] == "weight"

@@ -9,7 +9,7 @@ import NIOPosix
 /// own event loop; the response relayed whole. Nothing else: no routing, limits, events or
 /// metrics. The gateway bench runs it beside the node, so the report shows what the gateway's
 /// own work costs over the cheapest Swift proxy of the same requests.
-struct PassthroughProxy: ParsableCommand {
+struct PassthroughProxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "passthrough",
         abstract: "A bare SwiftNIO pass-through proxy (the gateway bench's floor).",
@@ -21,7 +21,7 @@ struct PassthroughProxy: ParsableCommand {
     @Option(help: "Port to listen on (127.0.0.1).")
     var port: Int
 
-    func run() throws {
+    func run() async throws {
         let parts = upstream.split(separator: ":")
         guard parts.count == 2, let upstreamPort = Int(parts[1]) else {
             throw ValidationError("--upstream must be host:port")
@@ -34,7 +34,7 @@ struct PassthroughProxy: ParsableCommand {
                 PassthroughPool(loop: loop, host: host, port: upstreamPort), eventLoop: loop)
         }
         let byLoop = pools
-        let server = try ServerBootstrap(group: group)
+        let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -45,8 +45,9 @@ struct PassthroughProxy: ParsableCommand {
                     try channel.pipeline.syncOperations.addHandler(PassthroughServerHandler(pool: pool))
                 }
             }
-            .bind(host: "127.0.0.1", port: port).wait()
-        try server.closeFuture.wait()
+            .bind(host: "127.0.0.1", port: port).get()
+        // Startup only: requests run on channel handlers and futures, never in a task.
+        try await server.closeFuture.get()
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterSimulation
 import EventLog
 import Foundation
 import Replication

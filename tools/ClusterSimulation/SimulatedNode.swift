@@ -1,4 +1,5 @@
 import EventLog
+import Replication
 
 /// One node of a `ClusterSimulator` run: the same state machines a `bifrost` process runs
 /// (`SWIMInstance`, a `PeerSync` per connection, a `HybridLogicalClock`), over the in-memory

@@ -1,5 +1,6 @@
 import Crypto
 import EventLog
+import Replication
 
 /// A seeded, deterministic simulation of a Bifrost cluster: membership and event replication
 /// under faults, checked against invariants (DESIGN §7; TigerBeetle's VOPR, `src/vopr.zig`).

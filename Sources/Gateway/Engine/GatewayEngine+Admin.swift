@@ -3,6 +3,9 @@ import EventLog
 import Foundation
 
 extension GatewayEngine {
+    /// Top-level config blocks a `config.updated` may not carry.
+    static let nodeLocalBlocks = ["admin", "cluster"]
+
     /// Validates a `PUT /admin/config` body and returns the signed event payload to write.
     ///
     /// The body is a configuration document, or `{"document","signer_key","signature"}`. The
@@ -24,6 +27,16 @@ extension GatewayEngine {
             document = Array(text.utf8)
             signed = ConfigUpdated(
                 document: document, author: "operator", signerKey: Array(signerKey), signature: Array(signatureBytes))
+        }
+        // `cluster` and `admin` stay each node's own (its file and environment): a log event must
+        // never say which keys a node trusts, or carry its token.
+        if case .object(let fields)? = try? JSONValue.parse(document) {
+            for block in Self.nodeLocalBlocks where fields[block] != nil {
+                throw .invalidField(
+                    block,
+                    "a configuration update cannot carry the \(block) block, which stays each node's own "
+                        + "(its config file and environment); remove it from the document")
+            }
         }
         do {
             _ = try RuntimeConfig.merging(
@@ -73,22 +86,27 @@ extension GatewayEngine {
                 status: 404, type: "not_found_error", message: "no provider key \"\(keyID)\" in the configuration",
                 param: "key_id")
         }
-        guard let value = try? JSONValue.parse(body), case .object(let fields) = value else {
+        guard let value = try? JSONValue.parse(body), case .object = value else {
             throw .malformedJSON("expected {\"weight\": number, \"reason\": \"…\"}")
         }
+        // As strict as a config document: unknown fields are refused, not ignored.
         let weight: Double
-        switch fields["weight"] {
-        case .double(let d)?: weight = d
-        case .int(let i)?: weight = Double(i)
-        case .uint(let u)?: weight = Double(u)
-        case nil: throw .missingField("weight")
-        default: throw .invalidField("weight", "expected a number")
+        let reason: String
+        do {
+            var fields = try ConfigReader(value, path: "")
+            guard let number = try fields.double("weight", in: 0...1_000_000) else {
+                throw GatewayError.missingField("weight")
+            }
+            weight = number
+            reason = try fields.string("reason") ?? "operator"
+            try fields.finish()
+        } catch let error as ConfigError {
+            throw .invalidField(error.path, error.message)
+        } catch let error as GatewayError {
+            throw error
+        } catch {
+            throw .internalError("\(error)")
         }
-        guard weight.isFinite, weight >= 0, weight <= 1_000_000 else {
-            throw .invalidField("weight", "expected a number from 0 to 1000000")
-        }
-        var reason = "operator"
-        if case .string(let r)? = fields["reason"] { reason = r }
         let old = routing.withLock { $0.weights[keyID] } ?? 0
         return WeightChanged(
             keyID: keyID, oldWeight: old, newWeight: weight, reason: reason, actor: "operator:\(nodeName)")

@@ -1,4 +1,5 @@
 import EventLog
+import Replication
 
 /// The network of a `ClusterSimulator` run: datagrams for SWIM, with every fault UDP allows,
 /// and partitions that cut datagrams and sync connections alike.

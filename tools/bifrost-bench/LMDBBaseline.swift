@@ -1,13 +1,14 @@
 import CLMDB
+import EventLog
 import Foundation
 
 /// The event store's append loop written directly against LMDB, with nothing of the store:
 /// no insertion log, digests, watermarks, views or hashing. `bifrost-bench eventlog` runs it in
 /// the same process and run as the store, so the ratio between the two is the store's price.
-public enum LMDBBaseline {
+enum LMDBBaseline {
     /// Puts each encoded event under its id with `MDB_APPEND`, one transaction per batch, with the
     /// store's environment flags; returns the time spent. Events must be in key order.
-    public static func appendLoop(directory: String, batches: [[[UInt8]]]) throws -> Duration {
+    static func appendLoop(directory: String, batches: [[[UInt8]]]) throws -> Duration {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "mdb_env_create")
@@ -41,4 +42,15 @@ public enum LMDBBaseline {
         }
         return ContinuousClock.now - start
     }
+}
+
+/// An LMDB call of the baseline loop failed.
+struct LMDBBaselineError: Error, CustomStringConvertible {
+    var operation: String
+    var code: Int32
+    var description: String { "\(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))" }
+}
+
+private func check(_ rc: Int32, _ operation: String) throws {
+    guard rc == MDB_SUCCESS else { throw LMDBBaselineError(operation: operation, code: rc) }
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Interleaved A/B of bifrost binaries as one node: each round runs every binary in turn against
+# the same fixed-body nginx upstream with wrk, and prints req/s and CPU per request (user +
+# system time of the node process over the requests it served). Credit a change only when every
+# round shows it.
+#
+#   tools/scripts/ab-node.sh ROUNDS SECONDS CONNECTIONS LABEL=path/to/bifrost [LABEL=path ...]
+set -euo pipefail
+rounds=$1 seconds=$2 conns=$3
+shift 3
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; exit 2; }
+[ -x /usr/sbin/nginx ] || { echo "needs nginx (apt-get install -y nginx-light)" >&2; exit 2; }
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/bifrost-ab.XXXXXX")
+nginx_pid=""
+node_pid=""
+cleanup() {
+  [ -n "$node_pid" ] && kill -9 "$node_pid" 2>/dev/null || true
+  [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+upstream=$((46000 + RANDOM % 4000))
+api=$((21000 + RANDOM % 9000))
+reply='{"id":"chatcmpl-ab","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A/B reply."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}'
+mkdir -p "$scratch/nginx"
+cat > "$scratch/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $scratch/nginx/nginx.pid;
+error_log $scratch/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $scratch/nginx/body;
+  proxy_temp_path $scratch/nginx/proxy;
+  fastcgi_temp_path $scratch/nginx/fastcgi;
+  uwsgi_temp_path $scratch/nginx/uwsgi;
+  scgi_temp_path $scratch/nginx/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$upstream;
+    location / { default_type application/json; return 200 '$reply'; }
+  }
+}
+EOF
+/usr/sbin/nginx -p "$scratch/nginx" -c "$scratch/nginx/nginx.conf" &
+nginx_pid=$!
+cat > "$scratch/config.json" <<EOF
+{"providers": {"openai": {"type": "openai", "base_url": "http://127.0.0.1:$upstream/v1",
+   "keys": [{"name": "ab-key-1", "value": "sk-ab-1", "models": ["gpt-4o-mini"], "weight": 0.8},
+            {"name": "ab-key-2", "value": "sk-ab-2", "models": ["gpt-4o-mini"], "weight": 0.2}]}},
+ "virtual_keys": [{"name": "ab-team", "value": "sk-ab-team", "models": ["*"], "limits": {"rpm": 100000000}}],
+ "cluster": {"bind_address": "127.0.0.1:$api", "gossip": {"port": $((api + 10000))}}}
+EOF
+cat > "$scratch/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchmark me"}],"max_tokens":16}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-ab-team"
+EOF
+ticks=$(getconf CLK_TCK)
+cpu() { awk -v t="$ticks" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%.6f", (f[12] + f[13]) / t }' "/proc/$1/stat"; }
+
+for round in $(seq 1 "$rounds"); do
+  for pair in "$@"; do
+    label=${pair%%=*} bin=${pair#*=}
+    rm -rf "$scratch/data"
+    "$bin" serve --config "$scratch/config.json" --data "$scratch/data" --log-level error >/dev/null 2>&1 &
+    node_pid=$!
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api/health" >/dev/null && break; sleep 0.1; done
+    wrk -t 2 -c "$conns" -d 2s -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions" >/dev/null
+    before=$(cpu "$node_pid")
+    out=$(wrk -t 2 -c "$conns" -d "${seconds}s" -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions")
+    after=$(cpu "$node_pid")
+    requests=$(echo "$out" | awk '/requests in/ { print $1 }')
+    rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+    errors=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+    awk -v r="$round" -v l="$label" -v rps="$rps" -v n="$requests" -v b="$before" -v a="$after" -v e="${errors:-0}" \
+      'BEGIN { printf "round %d %-10s %8.0f req/s  %6.1f µs CPU/request  %s errors\n", r, l, rps, (a - b) / n * 1e6, e }'
+    kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true
+    node_pid=""
+  done
+done
