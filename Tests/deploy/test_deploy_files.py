@@ -174,7 +174,7 @@ def gossip_protocols() -> set:
 
 
 def health_path() -> str:
-    routes = read(SOURCES / "Gateway" / "HTTP" / "ClusterRoutes.swift")
+    routes = read(SOURCES / "Gateway" / "Routes" / "ClusterRoutes.swift")
     m = re.search(r'router\.get\("(health[^"]*)"\)', routes)
     assert m, "ClusterRoutes.swift no longer registers a health route"
     return "/" + m.group(1)

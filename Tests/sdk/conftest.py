@@ -1,13 +1,12 @@
 """Fixtures for the SDK tests: a real mock provider and a real bifrost node on loopback."""
 
-import json
 import os
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from processes import Process, free_port, wait_http  # noqa: E402
+from processes import Process, free_port, running_node, wait_http  # noqa: E402
 
 BIN = os.environ.get("BIFROST_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
 
@@ -61,16 +60,6 @@ def node_config(mock_url: str, port: int, gossip_port: int) -> dict:
 def node(mock, tmp_path_factory):
     port, gossip_port = free_port(), free_port()
     directory = tmp_path_factory.mktemp("node")
-    config = directory / "bifrost.json"
-    config.write_text(json.dumps(node_config(mock, port, gossip_port)))
     env = dict(os.environ, SDK_OPENAI_KEY="sk-upstream-openai-1", SDK_ANTHROPIC_KEY="sk-upstream-anthropic-1")
-    p = Process([os.path.join(BIN, "bifrost"), "serve", "--config", str(config), "--data", str(directory / "data")],
-                env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
-    except Exception:
-        print(p.output())
-        raise
-    finally:
-        p.stop()
+    with running_node(BIN, node_config(mock, port, gossip_port), directory, port, env=env) as url:
+        yield url

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from processes import Process, free_port, wait_http  # noqa: E402
+from processes import Process, free_port, running_node, wait_http  # noqa: E402
 
 BIN = os.environ.get("BIFROST_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
 TOKEN = "sk-front-0123456789"
@@ -56,17 +56,8 @@ def front(mock, slow_mock, tmp_path_factory):
                              "max_connections": MAX_CONNECTIONS, "max_header_bytes": 8192}},
         "cluster": {"bind_address": f"127.0.0.1:{port}", "gossip": {"port": free_port()}},
     }
-    path = directory / "bifrost.json"
-    path.write_text(json.dumps(config))
-    p = Process([os.path.join(BIN, "bifrost"), "serve", "--config", str(path), "--data", str(directory / "data")])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
+    with running_node(BIN, config, directory, port):
         yield port
-    except Exception:
-        print(p.output())
-        raise
-    finally:
-        p.stop()
 
 
 def connect(port: int) -> socket.socket:

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from processes import Process, free_port, wait_http  # noqa: E402
+from processes import free_port, running_node  # noqa: E402
 
 BIN = os.environ.get("BIFROST_BIN", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
 TOKEN = "sk-tls-0123456789"
@@ -78,17 +78,8 @@ def node(tls_provider, tmp_path_factory):
         "virtual_keys": [{"name": "team-a", "value": TOKEN, "models": ["*"]}],
         "cluster": {"bind_address": f"127.0.0.1:{port}", "gossip": {"port": free_port()}},
     }
-    path = directory / "bifrost.json"
-    path.write_text(json.dumps(config))
-    p = Process([os.path.join(BIN, "bifrost"), "serve", "--config", str(path), "--data", str(directory / "data")])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
-    except Exception:
-        print(p.output())
-        raise
-    finally:
-        p.stop()
+    with running_node(BIN, config, directory, port) as url:
+        yield url
 
 
 def test_an_https_provider_is_called_over_verified_tls_with_keep_alive(node):

@@ -1,6 +1,9 @@
 """Ports and processes for the Python suites (Tests/sdk, Tests/ui): only processes started here
 are signalled, and every wait is bounded."""
 
+import contextlib
+import json
+import os
 import random
 import socket
 import subprocess
@@ -82,3 +85,21 @@ class Process:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             text = f.read()
         return text if tail is None else text[-tail:]
+
+
+@contextlib.contextmanager
+def running_node(bin_dir: str, config: dict, directory, port: int, env=None):
+    """A `bifrost serve` with `config` (bound to 127.0.0.1:`port`) and its data under `directory`,
+    its URL while it runs; its output is printed when anything inside the block fails."""
+    path = directory / "bifrost.json"
+    path.write_text(json.dumps(config))
+    p = Process([os.path.join(bin_dir, "bifrost"), "serve", "--config", str(path), "--data", str(directory / "data")],
+                env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    except BaseException:
+        print(p.output())
+        raise
+    finally:
+        p.stop()

@@ -60,6 +60,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-ab-team"
 EOF
 ticks=$(getconf CLK_TCK)
+threads=$((conns < 2 ? conns : 2))
 cpu() { awk -v t="$ticks" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%.6f", (f[12] + f[13]) / t }' "/proc/$1/stat"; }
 
 for round in $(seq 1 "$rounds"); do
@@ -69,15 +70,16 @@ for round in $(seq 1 "$rounds"); do
     "$bin" serve --config "$scratch/config.json" --data "$scratch/data" --log-level error >/dev/null 2>&1 &
     node_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api/health" >/dev/null && break; sleep 0.1; done
-    wrk -t 2 -c "$conns" -d 2s -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions" >/dev/null
+    wrk -t "$threads" -c "$conns" -d 2s -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions" >/dev/null
     before=$(cpu "$node_pid")
-    out=$(wrk -t 2 -c "$conns" -d "${seconds}s" -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions")
+    out=$(wrk -t "$threads" -c "$conns" -d "${seconds}s" --latency -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions")
     after=$(cpu "$node_pid")
     requests=$(echo "$out" | awk '/requests in/ { print $1 }')
     rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
     errors=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-    awk -v r="$round" -v l="$label" -v rps="$rps" -v n="$requests" -v b="$before" -v a="$after" -v e="${errors:-0}" \
-      'BEGIN { printf "round %d %-10s %8.0f req/s  %6.1f µs CPU/request  %s errors\n", r, l, rps, (a - b) / n * 1e6, e }'
+    p50=$(echo "$out" | awk '$1 == "50%" { print $2 }')
+    awk -v r="$round" -v l="$label" -v rps="$rps" -v n="$requests" -v b="$before" -v a="$after" -v e="${errors:-0}" -v p="$p50" \
+      'BEGIN { printf "round %d %-10s %8.0f req/s  p50 %-9s %6.1f µs CPU/request  %s errors\n", r, l, rps, p, (a - b) / n * 1e6, e }'
     kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true
     node_pid=""
   done
