@@ -11,7 +11,7 @@ VENV         ?= .venv
 PYTHON       ?= python3
 SDK_PACKAGES := openai anthropic pytest pyyaml
 
-APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium fonts-liberation
+APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium fonts-liberation openssl
 
 .PHONY: all deps venv build build-tests test test-swift test-sdk test-ui run demo-eventlog sim bench faults lint format clean
 
