@@ -51,9 +51,11 @@ public final class UpstreamClient: Service, Sendable {
         if provider && blackholed.load(ordering: .relaxed) {
             throw .connectFailed("provider address blackholed by fault injection")
         }
-        guard var (origin, target) = UpstreamOrigin.parse(call.url) else {
+        guard let parsed = UpstreamOrigin.parse(call.url) else {
             throw .other("not an http or https URL: \(call.url)")
         }
+        var origin = parsed.origin
+        let target = parsed.target
         origin.caFile = origin.secure ? call.caFile : nil
         let tls = origin.secure ? try tlsContext(caFile: origin.caFile) : nil
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()

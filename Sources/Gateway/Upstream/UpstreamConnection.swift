@@ -125,7 +125,7 @@ final class UpstreamConnection: ChannelInboundHandler {
                 UpstreamResponse(
                     status: Int(head.status.code), headers: head.headers, body: UpstreamBody(producer: made.sequence)))
         case .body(let buffer):
-            guard case .streaming(let exchange, let source) = state else { return }
+            guard case .streaming(_, let source) = state else { return }
             if case .stopProducing = source.yield(buffer) { demand = false }
         case .end:
             guard case .streaming(_, let source) = state else { return }
