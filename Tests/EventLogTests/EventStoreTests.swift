@@ -215,4 +215,32 @@ import Testing
         #expect(Set(seen) == Set(remote.map(\.id) + local))
         #expect(seen.count == 70)
     }
+
+    @Test func open_onAFile_orUnderOne_failsNamingThePath() throws {
+        let dir = TempDir()
+        let file = dir.sub("plain-file")
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        for (path, mentions) in [(file, "is a file"), (file + "/node", "\(file) is a file")] {
+            do {
+                _ = try EventStore.open(directory: path, nodeName: "n1", settings: testSettings())
+                Issue.record("opened \(path)")
+            } catch let error as EventLogError {
+                #expect(error.code == .unusablePath)
+                #expect(error.path == path)
+                #expect(error.message.contains(mentions), "\(error)")
+            }
+        }
+    }
+
+    @Test func open_createsAnOwnerOnlyDirectory_andOwnerOnlyFiles() async throws {
+        let dir = TempDir()
+        let path = dir.sub("fresh/node")
+        let store = try EventStore.open(directory: path, nodeName: "n1", settings: testSettings())
+        try await store.close()
+        let mode = { (p: String) in
+            ((try? FileManager.default.attributesOfItem(atPath: p)[.posixPermissions]) as? NSNumber)?.intValue ?? -1
+        }
+        #expect(mode(path) == 0o700)
+        #expect(mode(path + "/data.mdb") == 0o600)
+    }
 }

@@ -50,7 +50,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             }
             var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
             flags |= options.readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOMETASYNC)
-            try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open(\(path))")
+            try check(mdb_env_open(env, path, flags, 0o600), "mdb_env_open(\(path))")
             var info = MDB_envinfo()
             mdb_env_info(env, &info)
             mapSizeBytes = info.me_mapsize

@@ -69,6 +69,39 @@ public final class EventStore: Sendable {
 
     private let writer: Writer
 
+    /// Creates `directory` (owner-only, 0700) when missing; refuses, naming the path and what to
+    /// do, one that is a file, lies under a file, or cannot be created.
+    static func prepareDirectory(_ directory: String) throws(EventLogError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw EventLogError(
+                    .unusablePath, path: directory, "is a file, not a directory; point --data at a directory")
+            }
+            return
+        }
+        var parent = (directory as NSString).deletingLastPathComponent
+        while !parent.isEmpty && parent != "/" && !FileManager.default.fileExists(atPath: parent) {
+            parent = (parent as NSString).deletingLastPathComponent
+        }
+        if !parent.isEmpty, FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory),
+            !isDirectory.boolValue
+        {
+            throw EventLogError(
+                .unusablePath, path: directory,
+                "cannot be created: \(parent) is a file, not a directory; point --data elsewhere")
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw EventLogError(
+                .unusablePath, path: directory,
+                "cannot be created (\((error as NSError).localizedDescription)); check the permissions of \(parent.isEmpty ? "." : parent)"
+            )
+        }
+    }
+
     /// Opens (creating if needed) the data directory of node `nodeName`.
     ///
     /// Restores the views from the last checkpoint plus the tail, and moves the clock past every
@@ -76,7 +109,7 @@ public final class EventStore: Sendable {
     public static func open(
         directory: String, nodeName: String, settings: Settings = Settings(), clock: any WallClock = SystemWallClock()
     ) throws -> EventStore {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try prepareDirectory(directory)
         var options = LMDBEnvironment.Options()
         options.mapSizeBytes = settings.mapSizeBytes
         let env = try LMDBEnvironment(path: directory, options: options)

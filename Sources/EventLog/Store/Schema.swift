@@ -71,6 +71,8 @@ public struct EventLogError: Error, Equatable, Sendable, CustomStringConvertible
         case corrupt = "corrupt"
         case closed = "closed"
         case storage = "storage"
+        /// The path is not a directory that can be created or used.
+        case unusablePath = "unusable_path"
     }
 
     public var code: Code
