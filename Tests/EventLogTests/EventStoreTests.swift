@@ -219,7 +219,7 @@ import Testing
     @Test func open_onAFile_orUnderOne_failsNamingThePath() throws {
         let dir = TempDir()
         let file = dir.sub("plain-file")
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
         for (path, mentions) in [(file, "is a file"), (file + "/node", "\(file) is a file")] {
             do {
                 _ = try EventStore.open(directory: path, nodeName: "n1", settings: testSettings())
