@@ -44,6 +44,13 @@ final class Admissions: Sendable {
 
     var isAwaiting: Bool { !pending.withLock { $0.isEmpty } }
 
+    /// Confirms what the cluster's live peers acknowledged (everything, alone).
+    func confirmAcknowledged(by cluster: any GatewayCluster) {
+        guard isAwaiting else { return }
+        let acknowledged = cluster.liveNodeCount <= 1 ? .max : cluster.ownEventsAcknowledgedThrough()
+        if let acknowledged { confirm(acknowledged: acknowledged) }
+    }
+
     /// Confirms the batches whose events every live peer holds through `acknowledged`.
     func confirm(acknowledged: HLCTimestamp) {
         if let seq = pending.withLock({ $0.confirm(through: acknowledged) }) { confirm(seq: seq) }

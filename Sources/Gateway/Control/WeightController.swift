@@ -290,7 +290,8 @@ public struct WeightController: Sendable {
         let baseline = windows.baseline(\.averageLatencyMillis, settings: s)
 
         let peers = models.peers(of: key)
-        let latencyPeers = models.peers(of: key, since: state.breakUntilMillis ?? 0)
+        // Judged over the same windows as the key's own latency (those after its last break).
+        let latencyPeers = state.breakUntilMillis.map { models.peers(of: key, since: $0) } ?? peers
         let judged = recent.requests >= s.minimumSamples
         let errorAbovePeers = peers.errorRate.map { recent.errorRate - $0 > s.errorRateThreshold } ?? true
         let errorHigh = judged && recent.errorRate > s.errorRateThreshold && errorAbovePeers
@@ -611,8 +612,10 @@ struct ModelGroups {
         for model in key.models {
             let group = members[model] ?? [key.keyID]
             let brokenAfter = group.subtracting([key.keyID]).intersection(broken).count + 1
-            let cap = Int((Double(group.count) * settings.maxEjectionFraction + 1e-9).rounded(.down))
-            if brokenAfter > cap || brokenAfter >= group.count { return false }
+            guard
+                EjectionCap.allows(
+                    brokenAfter: brokenAfter, groupSize: group.count, maxFraction: settings.maxEjectionFraction)
+            else { return false }
         }
         return true
     }

@@ -66,9 +66,7 @@ public final class GatewayEngine: Service, Sendable {
                 admissions.confirm(seq: maxSeq)
             } else {
                 admissions.awaitConfirmation(event: last.hlc, seq: maxSeq)
-                if let acknowledged = cluster.ownEventsAcknowledgedThrough() {
-                    admissions.confirm(acknowledged: acknowledged)
-                }
+                admissions.confirmAcknowledged(by: cluster)
             }
         }
         for (key, reason) in runtime.unusableKeys.sorted(by: { $0.key < $1.key }) {
@@ -162,11 +160,7 @@ public final class GatewayEngine: Service, Sendable {
     }
 
     /// Confirms the admissions every live peer acknowledged.
-    func confirmAcknowledged() {
-        guard admissions.isAwaiting else { return }
-        let acknowledged = cluster.liveNodeCount <= 1 ? .max : cluster.ownEventsAcknowledgedThrough()
-        if let acknowledged { admissions.confirm(acknowledged: acknowledged) }
-    }
+    func confirmAcknowledged() { admissions.confirmAcknowledged(by: cluster) }
 
     // MARK: Limits
 

@@ -100,17 +100,11 @@ final class ConnectionRefusal: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    static let response: [UInt8] = {
-        let body = GatewayError(
-            status: 503, type: "api_error",
-            message: "This gateway node has too many open connections; retry shortly or use another node.",
-            code: "too_many_connections"
-        ).openAIBody()
-        let head =
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\n"
-            + "retry-after: 1\r\nconnection: close\r\nserver: bifrost\r\n\r\n"
-        return Array(head.utf8) + body
-    }()
+    static let response = GatewayError(
+        status: 503, type: "api_error",
+        message: "This gateway node has too many open connections; retry shortly or use another node.",
+        code: "too_many_connections", headers: [("retry-after", "1")]
+    ).closingHTTPResponse(api: .openAI)
 
     func channelActive(context: ChannelHandlerContext) {
         refuse(context)

@@ -224,13 +224,7 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         metrics.httpRejected(reason: reason)
         let api: WireAPI = head?.uri.hasPrefix(ClientEndpoint.messages.path) == true ? .anthropic : .openAI
-        let body = api == .anthropic ? error.anthropicBody() : error.openAIBody()
-        let status = HTTPResponseStatus(statusCode: error.status)
-        var text = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\n"
-        text += "content-length: \(body.count)\r\nconnection: close\r\nserver: bifrost\r\n"
-        for header in error.headers { text += "\(header.name): \(header.value)\r\n" }
-        text += "\r\n"
         // Past NIO's HTTP handlers, which refuse a response to a request they have not seen whole.
-        observer.writeAndClose(Array(text.utf8) + body)
+        observer.writeAndClose(error.closingHTTPResponse(api: api))
     }
 }

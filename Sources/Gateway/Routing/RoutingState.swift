@@ -109,8 +109,8 @@ struct RoutingState {
             let openAfter =
                 group.lazy.filter { $0 != key && self.breakers[$0].map { $0.state != .closed } ?? false }
                 .count + 1
-            let cap = Int((Double(group.count) * maxEjectionFraction + 1e-9).rounded(.down))
-            if openAfter > cap || openAfter >= group.count { return false }
+            guard EjectionCap.allows(brokenAfter: openAfter, groupSize: group.count, maxFraction: maxEjectionFraction)
+            else { return false }
         }
         return true
     }

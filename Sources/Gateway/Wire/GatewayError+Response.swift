@@ -16,3 +16,17 @@ extension GatewayError {
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
+
+extension GatewayError {
+    /// The whole HTTP/1.1 response, head and body, as bytes, closing the connection: for refusals
+    /// written straight to a socket, before or past the HTTP handlers.
+    func closingHTTPResponse(api: WireAPI) -> [UInt8] {
+        let body = api == .anthropic ? anthropicBody() : openAIBody()
+        let reason = HTTPResponse.Status(code: status).reasonPhrase
+        var head = "HTTP/1.1 \(status) \(reason)\r\ncontent-type: application/json\r\n"
+        head += "content-length: \(body.count)\r\nconnection: close\r\nserver: bifrost\r\n"
+        for header in headers { head += "\(header.name): \(header.value)\r\n" }
+        head += "\r\n"
+        return Array(head.utf8) + body
+    }
+}
