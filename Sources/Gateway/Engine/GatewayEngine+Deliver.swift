@@ -12,7 +12,7 @@ extension GatewayEngine {
     func deliver(
         _ response: UpstreamResponse, request: ClientRequest, target: ModelTarget, upstreamAPI: WireAPI,
         callerRules: [LimitRule], targetRules: [LimitRule], record: inout RequestRecord, sent: ContinuousClock.Instant
-    ) async -> AttemptResult {
+    ) async -> (Response, isStream: Bool) {
         let api = request.endpoint.api
         let ok = (200..<300).contains(response.status)
         record.attemptLatency = ContinuousClock.now - sent
@@ -78,8 +78,9 @@ extension GatewayEngine {
                 finish(request, rules: rules, record: streamRecord, started: sent)
             }
             record.status = response.status
-            return .response(
-                Response(status: .init(code: response.status), headers: headers, body: responseBody), isStream: true)
+            return (
+                Response(status: .init(code: response.status), headers: headers, body: responseBody), true
+            )
         }
         let collected: ByteBuffer
         do {
@@ -90,7 +91,7 @@ extension GatewayEngine {
             record.outcome = .upstreamError
             let failure = GatewayError.upstreamFailed(
                 status: response.status, detail: "the response body broke off ([\(error)])")
-            return .response(failure.response(api: api), isStream: false)
+            return (failure.response(api: api), false)
         }
         record.upstreamTime += ContinuousClock.now - sent
         record.attemptLatency = ContinuousClock.now - sent
@@ -100,10 +101,11 @@ extension GatewayEngine {
         guard ok else {
             record.outcome = .clientError
             if upstreamAPI == api {
-                return .response(
+                return (
                     Response(
                         status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
-                    isStream: false)
+                    isStream: false
+                )
             }
             let message =
                 (try? JSONValue(parsing: bytes))?["error"]?["message"]?.stringValue
@@ -111,32 +113,35 @@ extension GatewayEngine {
             let error = GatewayError(
                 status: response.status, type: "invalid_request_error",
                 message: "the provider refused the request: \(message)")
-            return .response(error.response(api: api), isStream: false)
+            return (error.response(api: api), false)
         }
         if upstreamAPI == api {
             if let json = try? JSONValue(parsing: bytes) { record.usage = Usage(response: json, api: api) }
-            return .response(
+            return (
                 Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
-                isStream: false)
+                isStream: false
+            )
         }
         guard let json = try? JSONValue(parsing: bytes) else {
             record.status = 502
             record.outcome = .upstreamError
-            return .response(
+            return (
                 GatewayError.upstreamFailed(status: response.status, detail: "the response is not JSON").response(
                     api: api),
-                isStream: false)
+                isStream: false
+            )
         }
         record.usage = Usage(response: json, api: upstreamAPI)
         let translated =
             api == .openAI
             ? Translate.messageToChatCompletion(json, nowSeconds: wallClock.nowMillis() / 1000)
             : Translate.chatCompletionToMessage(json)
-        return .response(
+        return (
             Response(
                 status: .init(code: response.status), headers: headers,
                 body: .init(byteBuffer: ByteBuffer(bytes: translated.renderedBytes()))),
-            isStream: false)
+            isStream: false
+        )
     }
 
     static let nodeHeader = HTTPField.Name("x-bifrost-node")!

@@ -9,23 +9,6 @@ public struct Caller: Sendable {
     public var virtualKey: VirtualKeyTable.Entry?
 }
 
-/// What one request did, for its `usage.recorded` event and metrics.
-struct RequestRecord: Sendable {
-    var target: ModelTarget?
-    /// The limit rules of `target` (its key's and its provider/model's), as admitted.
-    var targetRules: [LimitRule] = []
-    var status = 0
-    var outcome = UsageOutcome.success
-    var usage = Usage()
-    var upstreamTime: Duration = .zero
-    /// The last attempt failed and its `usage.recorded` is written already; the request's own
-    /// record would count that failure twice.
-    var failedAttemptRecorded = false
-    /// The serving attempt's own latency (to the response head for streams): what the key
-    /// performance view judges a key by, without earlier attempts, backoff or limiter waits.
-    var attemptLatency: Duration?
-}
-
 extension GatewayEngine {
     /// Authenticates a client token; nil caller means the API is open.
     public func authenticate(authorization: String?, apiKey: String?) throws(GatewayError) -> Caller {
@@ -60,110 +43,142 @@ extension GatewayEngine {
         return .object(["object": .string("list"), "data": .array(data)])
     }
 
-    /// Runs one client request to completion (or to the start of its stream).
+    /// Runs one client request to completion (or to the start of its stream): performs what
+    /// the request's `RequestMachine` decides, one step at a time.
     public func handle(_ request: ClientRequest, caller: Caller, started: ContinuousClock.Instant) async -> Response {
         let api = request.endpoint.api
+        let runtime = self.runtime
+        let strategy = self.strategy(for: request)
         metrics.requestStarted()
-        var record = RequestRecord()
-        var streaming = false
-        var migrated = false
         // The caller's own limits, admitted once per request (a migrated request was admitted at
         // its origin, but its usage still counts against them).
         let callerRules = caller.virtualKey.map(Self.rules(for:)) ?? []
+        var machine = RequestMachine(
+            request: .init(
+                endpoint: request.endpoint, model: request.model, fallbacks: request.fallbacks,
+                migrated: request.migratedFrom != nil),
+            context: .init(strategy: strategy, draining: isDraining, overloaded: !recorder.hasRoom),
+            runtime: runtime, caller: caller.virtualKey, callerRules: callerRules, seed: rng.withLock { $0.next() })
+        var delivered: RequestRecord?
+        var streaming = false
         defer {
             if !streaming {
+                let record = delivered ?? machine.record
                 metrics.requestEnded()
                 finish(request, rules: callerRules + record.targetRules, record: record, started: started)
             }
-            migrationWindow.withLock { $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated) }
-        }
-        // A writer that fell behind refuses new work rather than queue its events without bound.
-        guard recorder.hasRoom else {
-            metrics.overloadRejected(reason: "event_queue")
-            record.status = 503
-            record.outcome = .upstreamError
-            return GatewayError.overloaded().response(api: api)
-        }
-        let runtime = self.runtime
-        let strategy = self.strategy(for: request)
-        // One hop at most: a migrated request is served where it lands.
-        let mayMigrate = strategy == .migrateToHealthy && request.migratedFrom == nil
-        if mayMigrate && isDraining, let response = await migrate(request, caller: caller, strategy: strategy) {
-            migrated = true
-            record.status = Int(response.status.code)
-            return response
-        }
-        // The chain of models to try: the requested one, then the body's and the config's fallbacks.
-        var chain = [request.model]
-        for m in request.fallbacks + (runtime.config.gateway.fallbacks[request.model] ?? []) where !chain.contains(m) {
-            chain.append(m)
-        }
-        guard let first = runtime.catalog.resolve(request.model) else {
-            record.status = 404
-            record.outcome = .clientError
-            return GatewayError.unknownModel(request.model).response(api: api)
-        }
-        if let key = caller.virtualKey, !allowed(key, request.model, first.targets) {
-            record.status = 403
-            record.outcome = .clientError
-            return GatewayError.modelNotAllowed(request.model).response(api: api)
-        }
-        if request.migratedFrom == nil, let rejection = await admitWaiting(callerRules) {
-            metrics.limitRejected(scope: "vk", unit: rejection.unit.rawValue)
-            record.status = 429
-            record.outcome = .rateLimited
-            return GatewayError.rateLimited(rejection).response(api: api)
-        }
-        var failures: [String] = []
-        var lastError: GatewayError?
-        // retry_with_backoff runs the whole chain again after a backoff, within the deadline.
-        let rounds = strategy == .retryWithBackoff ? 3 : 1
-        let deadline =
-            ContinuousClock.now + (runtime.catalog.providers[first.targets[0].provider]?.timeout ?? .seconds(60))
-        for round in 0..<rounds {
-            if round > 0 {
-                let settings = runtime.config.gateway
-                let backoff = Backoff(
-                    baseMillis: settings.backoffBase.wholeMilliseconds * 4,
-                    capMillis: settings.backoffMax.wholeMilliseconds)
-                let delay = rng.withLock { backoff.delayMillis(attempt: round, using: &$0) }
-                guard ContinuousClock.now + .milliseconds(delay) < deadline else { break }
-                metrics.retry(reason: "round")
-                try? await Task.sleep(for: .milliseconds(delay))
+            migrationWindow.withLock { [migrated = machine.migrated] in
+                $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated)
             }
-            for (index, name) in chain.enumerated() {
-                guard let resolution = index == 0 ? first : runtime.catalog.resolve(name) else { continue }
-                if let key = caller.virtualKey, !allowed(key, name, resolution.targets) { continue }
-                if index > 0 { metrics.fallback(from: chain[index - 1], to: name) }
-                let result = await attempt(
-                    request, route: resolution, runtime: runtime, callerRules: callerRules,
-                    maxAttempts: strategy == .circuitBreaker ? 1 : runtime.config.gateway.maxAttempts,
-                    record: &record, failures: &failures)
-                switch result {
-                case .response(let response, let isStream):
-                    streaming = isStream
-                    return response
-                case .exhausted(let error):
-                    lastError = error
+        }
+        var event = RequestMachine.Event.start
+        var response: UpstreamResponse?
+        var peerResponse: Response?
+        var sent = started
+        while true {
+            let step = machine.handle(event, now: ContinuousClock.now - started)
+            for effect in step.effects { perform(effect) }
+            switch step.action {
+            case .admit(let rules):
+                event = .admission(await admitWaiting(rules))
+            case .migrate:
+                peerResponse = await migrate(request, caller: caller, strategy: strategy)
+                event = .migration(status: peerResponse.map { Int($0.status.code) })
+            case .pick(let route, let targets, let excluded, let orElse):
+                let now = wallClock.nowMillis()
+                event = .picked(
+                    routing.withLock { state in
+                        state.pick(route: route, targets: targets, excluded: excluded, nowMillis: now)
+                            ?? state.pick(route: route, targets: targets, excluded: orElse, nowMillis: now)
+                    })
+            case .send(let attempt):
+                event = await send(attempt, request: request, runtime: runtime, response: &response, sent: &sent)
+            case .readFailure:
+                if let refused = response {
+                    event = .failureRead(await errorDetail(refused))
+                } else {
+                    event = .failureRead("")
                 }
+                response = nil
+            case .wait(let delay):
+                do {
+                    try await Task.sleep(for: delay)
+                    event = .timerFired
+                } catch {
+                    event = .clientGone
+                }
+            case .deliver(let attempt):
+                guard let response else { return GatewayError.internalError("no upstream response").response(api: api) }
+                var record = machine.record
+                let (answer, isStream) = await deliver(
+                    response, request: request, target: attempt.target, upstreamAPI: attempt.upstreamAPI,
+                    callerRules: callerRules, targetRules: attempt.rules, record: &record, sent: sent)
+                delivered = record
+                streaming = isStream
+                return answer
+            case .relayMigration:
+                return peerResponse ?? GatewayError.internalError("no peer response").response(api: api)
+            case .respond(let error):
+                return error.response(api: api)
+            case .abandon:
+                return Response(status: .init(code: 499))
             }
-            if lastError?.status == 429 { break }
         }
-        let error =
-            lastError
-            ?? (failures.isEmpty
-                ? .noHealthyKey(model: request.model)
-                : .allKeysFailed(model: request.model, summary: failures.joined(separator: "; ")))
-        if mayMigrate && error.status >= 500, let response = await migrate(request, caller: caller, strategy: strategy)
-        {
-            migrated = true
-            record.target = nil
-            record.status = Int(response.status.code)
-            return response
+    }
+
+    /// One upstream call for `attempt`; the answer's head (its body still streaming) lands in
+    /// `response`.
+    private func send(
+        _ attempt: RequestMachine.Attempt, request: ClientRequest, runtime: RuntimeConfig,
+        response: inout UpstreamResponse?, sent: inout ContinuousClock.Instant
+    ) async -> RequestMachine.Event {
+        let target = attempt.target
+        guard let provider = runtime.catalog.providers[target.provider], let secret = runtime.secrets[target.keyID]
+        else {
+            return .upstreamFailed(.connectFailed("the key has no provider or secret"))
         }
-        record.status = error.status
-        record.outcome = error.status == 504 ? .timeout : .upstreamError
-        return error.response(api: api)
+        let body: [UInt8]
+        do {
+            body = try request.upstreamBody(api: attempt.upstreamAPI, model: target.model)
+        } catch {
+            return .bodyRejected(error)
+        }
+        let call = provider.call(
+            request.endpoint.upstream, api: attempt.upstreamAPI, secret: secret, body: body, stream: request.stream)
+        sent = ContinuousClock.now
+        do {
+            let r = try await upstream.send(call)
+            response = r
+            return .upstreamAnswered(status: r.status)
+        } catch {
+            switch error {
+            case .cancelled: return .upstreamFailed(.cancelled)
+            case .timeout: return .upstreamFailed(.timeout(error.description))
+            case .connectFailed, .other: return .upstreamFailed(.connectFailed(error.description))
+            }
+        }
+    }
+
+    /// Metrics, breakers and events a step of the request machine asks for.
+    private func perform(_ effect: RequestMachine.Effect) {
+        switch effect {
+        case .overloaded:
+            metrics.overloadRejected(reason: "event_queue")
+        case .limitRejected(let scope, let unit):
+            metrics.limitRejected(scope: scope, unit: unit.rawValue)
+        case .fallback(let from, let to):
+            metrics.fallback(from: from, to: to)
+        case .breakerPanic:
+            metrics.breakerPanic()
+        case .judged(let key, let success):
+            let now = wallClock.nowMillis()
+            let state = routing.withLock { $0.record(key: key, success: success, nowMillis: now) }
+            metrics.breakerState(key: key, state: state)
+        case .attemptFailed(let target, let outcome, let latency):
+            recordFailedAttempt(target, outcome: outcome, latency: latency)
+        case .retry(let reason):
+            metrics.retry(reason: reason)
+        }
     }
 
     /// The seed's strategy for this request: per request type (`streaming` for streams), else
@@ -172,10 +187,6 @@ extension GatewayEngine {
         let failover = baseConfig.cluster.failover
         let type = request.stream ? "streaming" : request.endpoint.rawValue
         return failover.migrationStrategies[type] ?? failover.requestMigration
-    }
-
-    func allowed(_ key: VirtualKeyTable.Entry, _ requested: String, _ targets: [ModelTarget]) -> Bool {
-        targets.contains { t in key.models.contains { $0.allows(requested: requested, target: t) } }
     }
 
     /// Admission that waits briefly for confirmations when only the unconfirmed share is
@@ -197,129 +208,6 @@ extension GatewayEngine {
                 expired = !(await admissions.confirmed.wait(after: seen, until: deadline))
             }
         }
-    }
-
-    enum AttemptResult {
-        case response(Response, isStream: Bool)
-        /// Every key of the route failed; `error` when it should be the final answer.
-        case exhausted(GatewayError?)
-    }
-
-    /// Tries the keys of one model route, with retries and backoff, until one answers.
-    func attempt(
-        _ request: ClientRequest, route: Catalog.Resolution, runtime: RuntimeConfig, callerRules: [LimitRule],
-        maxAttempts: Int, record: inout RequestRecord, failures: inout [String]
-    ) async -> AttemptResult {
-        let api = request.endpoint.api
-        let settings = runtime.config.gateway
-        let backoff = Backoff(
-            baseMillis: settings.backoffBase.wholeMilliseconds,
-            capMillis: settings.backoffMax.wholeMilliseconds)
-        // Keys that cannot serve this request at all, and keys already tried.
-        var unusable = Set(runtime.unusableKeys.keys)
-        // Embeddings only exist on OpenAI-API providers.
-        if request.endpoint == .embeddings {
-            for t in route.targets where runtime.catalog.providers[t.provider]?.api(for: .embeddings) != .openAI {
-                unusable.insert(t.keyID)
-            }
-        }
-        var tried: Set<String> = []
-        var limitRejection: RateLimitRejection?
-        var attempts = 0
-        while attempts < maxAttempts {
-            let now = wallClock.nowMillis()
-            // Untried keys first; a key is retried only when every usable one was tried.
-            let pick = routing.withLock { state in
-                state.pick(
-                    route: route.routeName, targets: route.targets, excluded: unusable.union(tried), nowMillis: now)
-                    ?? state.pick(route: route.routeName, targets: route.targets, excluded: unusable, nowMillis: now)
-            }
-            guard let pick else { break }
-            let target = pick.target
-            if pick.panic { metrics.breakerPanic() }
-            let targetRules = rules(for: target, runtime: runtime)
-            if let rejection = await admitWaiting(targetRules) {
-                metrics.limitRejected(scope: String(rejection.rule.key.prefix(2)), unit: rejection.unit.rawValue)
-                limitRejection = rejection
-                unusable.insert(target.keyID)
-                continue
-            }
-            attempts += 1
-            guard let provider = runtime.catalog.providers[target.provider], let secret = runtime.secrets[target.keyID]
-            else {
-                unusable.insert(target.keyID)
-                continue
-            }
-            let upstreamAPI = provider.api(for: request.endpoint.upstream)
-            let body: [UInt8]
-            do {
-                body = try request.upstreamBody(api: upstreamAPI, model: target.model)
-            } catch {
-                record.status = error.status
-                record.outcome = .clientError
-                return .response(error.response(api: api), isStream: false)
-            }
-            record.target = target
-            record.targetRules = targetRules
-            record.failedAttemptRecorded = false
-            tried.insert(target.keyID)
-            let call = provider.call(
-                request.endpoint.upstream, api: upstreamAPI, secret: secret, body: body, stream: request.stream)
-            let sent = ContinuousClock.now
-            let outcome: UpstreamOutcome
-            var response: UpstreamResponse?
-            do {
-                let r = try await upstream.send(call)
-                response = r
-                outcome = (200..<300).contains(r.status) ? .success : .status(r.status)
-            } catch {
-                if case .cancelled = error {
-                    record.status = 499
-                    record.outcome = .cancelled
-                    return .response(Response(status: .init(code: 499)), isStream: false)
-                }
-                outcome = error.isTimeout ? .timeout : .connectFailed
-                failures.append("\(target.keyID): \(error)")
-            }
-            let state = routing.withLock {
-                $0.record(
-                    key: target.keyID, success: !RetryPolicy.isKeyFailure(outcome), nowMillis: wallClock.nowMillis())
-            }
-            metrics.breakerState(key: target.keyID, state: state)
-            if let response, RetryPolicy.decide(outcome) == .done {
-                return await deliver(
-                    response, request: request, target: target, upstreamAPI: upstreamAPI, callerRules: callerRules,
-                    targetRules: targetRules, record: &record, sent: sent)
-            }
-            record.upstreamTime += ContinuousClock.now - sent
-            recordFailedAttempt(target, outcome: outcome, latency: ContinuousClock.now - sent)
-            record.failedAttemptRecorded = true
-            if let response {
-                let detail = await errorDetail(response)
-                failures.append("\(target.keyID): HTTP \(response.status)\(detail.isEmpty ? "" : " (\(detail))")")
-            }
-            switch RetryPolicy.decide(outcome) {
-            case .keyBad:
-                unusable.insert(target.keyID)
-                metrics.retry(reason: "key_rejected")
-            case .retry(let wait):
-                metrics.retry(
-                    reason: outcome == .timeout ? "timeout" : (outcome == .connectFailed ? "connect" : "status"))
-                if wait && attempts < maxAttempts {
-                    let delay = rng.withLock { backoff.delayMillis(attempt: attempts - 1, using: &$0) }
-                    try? await Task.sleep(for: .milliseconds(delay))
-                }
-            case .done:
-                break
-            }
-            if outcome == .timeout && attempts >= maxAttempts {
-                return .exhausted(.upstreamTimeout(after: provider.timeout))
-            }
-        }
-        if let limitRejection, failures.isEmpty {
-            return .exhausted(.rateLimited(limitRejection))
-        }
-        return .exhausted(nil)
     }
 
     /// A failed attempt counts against its key's error rate even when another key then serves

@@ -180,7 +180,7 @@ public final class GatewayEngine: Service, Sendable {
     }
 
     /// Rules charged when `target` serves a request: its key's limits and its provider/model's.
-    func rules(for target: ModelTarget, runtime: RuntimeConfig) -> [LimitRule] {
+    static func rules(for target: ModelTarget, runtime: RuntimeConfig) -> [LimitRule] {
         var rules: [LimitRule] = []
         if let key = runtime.catalog.keys[target.keyID]?.key { rules += Self.rules(prefix: "pk:\(key.id)", key.limits) }
         if let limits = runtime.catalog.providers[target.provider]?.modelLimits[target.model] {
