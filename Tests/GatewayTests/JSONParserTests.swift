@@ -143,4 +143,63 @@ import Testing
         #expect(JSONValue.double(3).renderedBytes() == Array("3".utf8))
         #expect(JSONValue.double(.nan).renderedBytes() == Array("null".utf8))
     }
+
+    // MARK: Projections
+
+    /// `doc` as a member the projection skips: `{"model":"m","skipped":doc}`.
+    func skipping(_ doc: [UInt8]) -> Result<JSONValue, JSONParseError> {
+        let bytes = Array(#"{"model":"m","skipped":"#.utf8) + doc + Array("}".utf8)
+        do {
+            return .success(try JSONParser.parse(bytes, projection: .members(["model": .whole]), spans: false).value)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    @Test func projection_buildsOnlyTheMembersAskedFor() throws {
+        let text =
+            #"{"model":"gpt-4o","messages":[{"role":"user","content":"long text"},{"role":"assistant","content":[1,2]}],"temperature":0.7,"input":["a","b","c"]}"#
+        let projection = JSONProjection.members([
+            "model": .whole, "messages": .items(.members(["role": .whole])), "input": .items(.skipped),
+        ])
+        let (value, members) = try JSONParser.parse(Array(text.utf8), projection: projection, spans: true)
+        #expect(
+            value
+                == .object([
+                    "model": .string("gpt-4o"),
+                    "messages": .array([.object(["role": .string("user")]), .object(["role": .string("assistant")])]),
+                    "input": .array([.null, .null, .null]),
+                ]))
+        // Skipped members still have their spans, so edits keep them byte for byte.
+        #expect(members.map(\.key) == ["model", "messages", "temperature", "input"])
+        // A projection that does not fit the value's kind builds it whole.
+        let mismatch = try JSONParser.parse(
+            Array(#"{"messages":"text","model":{"a":1}}"#.utf8),
+            projection: .members(["messages": .items(.whole), "model": .members([:])]), spans: false
+        ).value
+        #expect(mismatch == .object(["messages": .string("text"), "model": .object([:])]))
+    }
+
+    @Test func projection_skippedValuesAreCheckedAsStrictlyAsBuiltOnes() {
+        let invalid: [[UInt8]] = [
+            Array("\"a\nb\"".utf8), Array("\"a\\q\"".utf8), Array(#""\u12g4""#.utf8), Array(#""abc"#.utf8),
+            [0x22, 0x61, 0xFF, 0x62, 0x22], [0x22, 0xC3, 0x22], Array(#""\n"#.utf8) + [0xE2, 0x82, 0x22],
+            Array("{not json}".utf8), Array(#"{"a" 1}"#.utf8), Array(#"{"a":1 "b":2}"#.utf8), Array("[1 2]".utf8),
+            Array("tru".utf8), Array("@".utf8), Array("[".utf8), Array("01".utf8), Array("-".utf8), Array("1.".utf8),
+            Array((String(repeating: "[", count: 300) + String(repeating: "]", count: 300)).utf8),
+        ]
+        for doc in invalid {
+            let whole = failure(Array(#"{"model":"m","skipped":"#.utf8) + doc + Array("}".utf8))
+            guard case .failure(let skipped) = skipping(doc) else {
+                Issue.record("accepted when skipped: \(String(decoding: doc, as: UTF8.self))")
+                continue
+            }
+            #expect(skipped.reason == whole?.reason, "\(String(decoding: doc, as: UTF8.self))")
+            #expect(skipped.offset == whole?.offset, "\(String(decoding: doc, as: UTF8.self))")
+        }
+        for doc in Self.corpus {
+            #expect(throws: Never.self) { try skipping(Array(doc.utf8)).get() }
+        }
+        #expect((try? skipping(Array("[1,2]".utf8)).get()) == .object(["model": .string("m")]))
+    }
 }

@@ -137,6 +137,26 @@ import Testing
         #expect(forwarded == .object(expected))
     }
 
+    @Test func passThrough_edits_keepEveryOtherMemberByteForByte() throws {
+        let text =
+            #"{"model":"openai/gpt-4o-mini", "messages":\#(Self.userHi),"temperature":1.0,"fallbacks":["b"],"x":{"k":[1e-7, "\u00e9"]}}"#
+        let request = try parse(.chatCompletions, text)
+        let forwarded = String(decoding: try request.upstreamBody(api: .openAI, model: "gpt-4o-mini"), as: UTF8.self)
+        #expect(
+            forwarded
+                == #"{"model":"gpt-4o-mini","messages":\#(Self.userHi),"temperature":1.0,"x":{"k":[1e-7, "\u00e9"]}}"#)
+    }
+
+    @Test func parse_checksTheMembersItSkips() {
+        // The content of a message is never built, but a broken one is still the client's error.
+        #expect(throws: GatewayError.self) {
+            try parse(.chatCompletions, #"{"model":"m","messages":[{"role":"user","content":"bad \q escape"}]}"#)
+        }
+        #expect(throws: GatewayError.self) {
+            try parse(.chatCompletions, #"{"model":"m","messages":[{"role":"user"}],"temperature":01}"#)
+        }
+    }
+
     @Test func passThrough_fallbacks_areRemoved() throws {
         for (endpoint, api) in [(ClientEndpoint.chatCompletions, WireAPI.openAI), (.messages, .anthropic)] {
             let request = try parse(

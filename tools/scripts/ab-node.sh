@@ -20,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-upstream=$((46000 + RANDOM % 4000))
+# Below the ephemeral range (32768-60999), so no client socket of an earlier run holds them.
+upstream=$((11000 + RANDOM % 4000))
 api=$((21000 + RANDOM % 9000))
 reply='{"id":"chatcmpl-ab","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A/B reply."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}'
 mkdir -p "$scratch/nginx"
@@ -46,6 +47,8 @@ http {
 EOF
 /usr/sbin/nginx -p "$scratch/nginx" -c "$scratch/nginx/nginx.conf" &
 nginx_pid=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$upstream/" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$upstream/" >/dev/null || { echo "nginx did not start on port $upstream" >&2; exit 2; }
 cat > "$scratch/config.json" <<EOF
 {"providers": {"openai": {"type": "openai", "base_url": "http://127.0.0.1:$upstream/v1",
    "keys": [{"name": "ab-key-1", "value": "sk-ab-1", "models": ["gpt-4o-mini"], "weight": 0.8},

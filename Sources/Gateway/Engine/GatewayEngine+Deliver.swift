@@ -5,6 +5,8 @@ import NIOCore
 
 extension GatewayEngine {
     static let maxResponseBytes = 64 << 20
+    /// A response forwarded as it is is read for its usage only.
+    static let usageOnly = JSONProjection.members(["usage": .whole])
 
     /// Sends an upstream answer to the client: whole JSON responses translated as needed, streams
     /// relayed event by event. Client errors from the provider (4xx other than 401/403/429) go
@@ -93,12 +95,13 @@ extension GatewayEngine {
                 status: response.status, detail: "the response body broke off ([\(error)])")
             return (failure.response(api: api), false)
         }
-        record.upstreamTime += ContinuousClock.now - sent
-        record.attemptLatency = ContinuousClock.now - sent
-        metrics.upstreamLatency(ContinuousClock.now - sent, provider: target.provider)
-        let bytes = Array(collected.readableBytesView)
+        let latency = ContinuousClock.now - sent
+        record.upstreamTime += latency
+        record.attemptLatency = latency
+        metrics.upstreamLatency(latency, provider: target.provider)
         record.status = response.status
         guard ok else {
+            let bytes = Array(collected.readableBytesView)
             record.outcome = .clientError
             if upstreamAPI == api {
                 return (
@@ -116,13 +119,16 @@ extension GatewayEngine {
             return (error.response(api: api), false)
         }
         if upstreamAPI == api {
-            if let json = try? JSONValue(parsing: bytes) { record.usage = Usage(response: json, api: api) }
+            let usage = collected.withUnsafeReadableBytes { raw in
+                try? JSONParser.parse(raw.bindMemory(to: UInt8.self), projection: Self.usageOnly, spans: false).value
+            }
+            if let usage { record.usage = Usage(response: usage, api: api) }
             return (
                 Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
                 isStream: false
             )
         }
-        guard let json = try? JSONValue(parsing: bytes) else {
+        guard let json = try? JSONValue(parsing: Array(collected.readableBytesView)) else {
             record.status = 502
             record.outcome = .upstreamError
             return (

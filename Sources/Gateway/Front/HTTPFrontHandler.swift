@@ -52,8 +52,12 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var machine = HTTPConnectionMachine()
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
-    private var timer: Scheduled<Void>?
-    private var timerGeneration: UInt64 = 0
+    /// The armed timeout and when it expires.
+    private var armed: (kind: HTTPConnectionMachine.Timer, deadline: NIODeadline)?
+    /// The one scheduled wake-up of this connection, at most the shortest timeout ahead: arming
+    /// a timeout only records its deadline, so a keep-alive connection schedules one task per
+    /// that interval instead of three per request.
+    private var wakeUp: Scheduled<Void>?
     private var task: Task<Void, Never>?
     private var closeAfterResponse = false
 
@@ -79,7 +83,9 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         observer.onFirstByte = nil
-        timer?.cancel()
+        wakeUp?.cancel()
+        wakeUp = nil
+        armed = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -155,9 +161,7 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .arm(let kind):
                 arm(kind, context: context)
             case .disarm:
-                timer?.cancel()
-                timer = nil
-                timerGeneration &+= 1
+                armed = nil
             case .sendContinue:
                 let head = HTTPResponseHead(version: head?.version ?? .http1_1, status: .continue)
                 context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
@@ -175,9 +179,6 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func arm(_ kind: HTTPConnectionMachine.Timer, context: ChannelHandlerContext) {
-        timer?.cancel()
-        timerGeneration &+= 1
-        let generation = timerGeneration
         let delay: Duration
         switch kind {
         case .idle: delay = settings.idleTimeout
@@ -185,8 +186,22 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body: delay = settings.bodyTimeout
         }
         observer.armed = kind == .idle
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
-            guard generation == timerGeneration else { return }
+        armed = (kind, .now() + TimeAmount(delay))
+        // A pending wake-up comes at most the shortest timeout after it was scheduled, so never
+        // after this deadline.
+        if wakeUp == nil { scheduleWakeUp(at: .now() + TimeAmount(settings.shortestTimeout), context: context) }
+    }
+
+    private func scheduleWakeUp(at time: NIODeadline, context: ChannelHandlerContext) {
+        wakeUp = context.eventLoop.assumeIsolated().scheduleTask(deadline: time) { [self] in
+            wakeUp = nil
+            guard let (kind, deadline) = armed else { return }
+            let now = NIODeadline.now()
+            guard now >= deadline else {
+                scheduleWakeUp(at: min(deadline, now + TimeAmount(settings.shortestTimeout)), context: context)
+                return
+            }
+            armed = nil
             if kind == .idle && machine.state == .idle { metrics.httpRejected(reason: "idle_timeout") }
             perform(machine.timerFired(kind), context: context)
         }

@@ -15,4 +15,7 @@ public struct HTTPFrontSettings: Sendable, Equatable {
     public var maxHeaderBytes = 32 << 10
 
     public init() {}
+
+    /// The shortest of the three timeouts: how far ahead a connection's wake-up is scheduled.
+    var shortestTimeout: Duration { min(headerTimeout, bodyTimeout, idleTimeout) }
 }

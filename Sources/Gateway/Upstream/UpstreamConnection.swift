@@ -60,7 +60,11 @@ final class UpstreamConnection: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var demand = true
     private var keepAlive = true
-    private var timer: Scheduled<Void>?
+    /// When the current call times out, or the idle connection closes.
+    private var deadline: NIODeadline?
+    /// The one scheduled wake-up, never after `deadline`: a call that starts inside a pending
+    /// wake-up's horizon schedules nothing.
+    private var wakeUp: (task: Scheduled<Void>, at: NIODeadline)?
 
     init(origin: UpstreamOrigin, idleTimeout: TimeAmount) {
         self.origin = origin
@@ -143,15 +147,18 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         switch state {
-        case .awaitingHead: context.read()
+        // An idle connection keeps reading too: a provider closing it is seen at once, and the
+        // read interest is not dropped and taken again for every call.
+        case .awaitingHead, .idle: context.read()
         case .streaming where demand: context.read()
-        default: break
+        case .streaming, .closed: break
         }
         context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        wakeUp?.task.cancel()
+        wakeUp = nil
         switch state {
         case .awaitingHead(let exchange):
             exchange.promise.fail(
@@ -189,8 +196,23 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     private func arm(_ delay: TimeAmount, context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+        let deadline = NIODeadline.now() + delay
+        self.deadline = deadline
+        if let wakeUp {
+            if wakeUp.at <= deadline { return }
+            wakeUp.task.cancel()
+        }
+        scheduleWakeUp(at: deadline, context: context)
+    }
+
+    private func scheduleWakeUp(at time: NIODeadline, context: ChannelHandlerContext) {
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: time) { [self] in
+            wakeUp = nil
+            guard let deadline else { return }
+            guard NIODeadline.now() >= deadline else {
+                if let context = self.context { scheduleWakeUp(at: deadline, context: context) }
+                return
+            }
             switch state {
             case .awaitingHead(let exchange):
                 state = .closed
@@ -203,5 +225,6 @@ final class UpstreamConnection: ChannelInboundHandler {
             }
             self.context?.close(promise: nil)
         }
+        wakeUp = (task, time)
     }
 }

@@ -27,12 +27,17 @@ public enum ClientEndpoint: String, Sendable {
     }
 }
 
-/// A validated client request. Unknown fields stay in `body` and reach providers of the same API.
+/// A validated client request. Unknown fields stay in `original` and reach providers of the
+/// same API byte for byte.
 public struct ClientRequest: Sendable {
     public var endpoint: ClientEndpoint
     /// The body as sent, forwarded untouched when nothing needs to change.
     public var original: [UInt8]
-    public var body: JSONValue
+    /// The members the gateway reads (`projection`); the rest of the body was checked and
+    /// skipped, and is only in `original`.
+    public var fields: JSONValue
+    /// Where each top-level member sits in `original`, for same-API edits.
+    let layout: JSONObjectLayout
     public var model: String
     public var stream: Bool
     /// `stream_options.include_usage` (OpenAI streams).
@@ -42,8 +47,24 @@ public struct ClientRequest: Sendable {
     /// The node this request was migrated from (at most one hop), nil for a client's request.
     public var migratedFrom: String?
 
+    /// What `parse` builds: the routing fields whole, each message's `role`, and nothing of the
+    /// messages' content or the embedding input.
+    static let projection = JSONProjection.members([
+        "model": .whole, "stream": .whole, "stream_options": .whole, "fallbacks": .whole, "max_tokens": .whole,
+        "input": .items(.skipped), "messages": .items(.members(["role": .whole])),
+    ])
+
     public static func parse(_ endpoint: ClientEndpoint, _ bytes: [UInt8]) throws(GatewayError) -> ClientRequest {
-        let body = try JSONValue.parseBody(bytes)
+        let layout: JSONObjectLayout
+        do {
+            layout = try JSONObjectLayout(parsing: bytes, projection: projection)
+        } catch JSONObjectLayout.Failure.malformed(let error) {
+            throw .malformedJSON(error.description)
+        } catch {
+            throw GatewayError(
+                status: 400, type: "invalid_request_error", message: "the request body must be a JSON object")
+        }
+        let body = layout.value
         guard case .object(let fields) = body else {
             throw GatewayError(
                 status: 400, type: "invalid_request_error", message: "the request body must be a JSON object")
@@ -85,8 +106,8 @@ public struct ClientRequest: Sendable {
         }
         let includeUsage = fields["stream_options"]?["include_usage"]?.boolValue ?? false
         return ClientRequest(
-            endpoint: endpoint, original: bytes, body: body, model: model, stream: stream, includeUsage: includeUsage,
-            fallbacks: fallbacks)
+            endpoint: endpoint, original: bytes, fields: body, layout: layout, model: model, stream: stream,
+            includeUsage: includeUsage, fallbacks: fallbacks)
     }
 
     static func validateMessages(_ value: JSONValue?) throws(GatewayError) {
@@ -99,39 +120,32 @@ public struct ClientRequest: Sendable {
         }
     }
 
-    /// The body for a provider speaking `api`, asking for `model`.
+    /// The body for a provider speaking `api`, asking for `model`: for the same API, `original`
+    /// with `model` replaced, `fallbacks` dropped and stream usage asked for, every other member
+    /// byte for byte; for the other API, a translation of the whole body.
     public func upstreamBody(api: WireAPI, model upstreamModel: String) throws(GatewayError) -> [UInt8] {
         switch (endpoint.api, api) {
         case (.openAI, .openAI):
-            let needsUsage = stream && !includeUsage
-            if upstreamModel == model && fallbacks.isEmpty && body["fallbacks"] == nil && !needsUsage {
-                return original
-            }
-            var b = body
-            b.set("model", .string(upstreamModel))
-            b.set("fallbacks", nil)
-            if stream {
+            var setting: [(key: String, value: JSONValue)] = [("model", .string(upstreamModel))]
+            if stream && !includeUsage {
                 // Usage is what the gateway charges token limits with; it is removed again
                 // before the client sees it when the client did not ask for it.
-                var options = b["stream_options"] ?? .object([:])
+                var options = fields["stream_options"] ?? .object([:])
                 if options.objectValue == nil { options = .object([:]) }
                 options.set("include_usage", .bool(true))
-                b.set("stream_options", options)
+                setting.append(("stream_options", options))
             }
-            return b.bytes
+            return layout.edited(original, setting: setting, removing: ["fallbacks"])
         case (.anthropic, .anthropic):
-            if upstreamModel == model && body["fallbacks"] == nil { return original }
-            var b = body
-            b.set("model", .string(upstreamModel))
-            b.set("fallbacks", nil)
-            return b.bytes
+            return layout.edited(original, setting: [("model", .string(upstreamModel))], removing: ["fallbacks"])
         case (.openAI, .anthropic):
             guard endpoint == .chatCompletions else {
                 throw .unsupported("\(upstreamModel) is served by an Anthropic provider, which has no embeddings API")
             }
-            return try Translate.chatToMessages(body, model: upstreamModel).bytes
+            return try Translate.chatToMessages(JSONValue.parseBody(original), model: upstreamModel).bytes
         case (.anthropic, .openAI):
-            return try Translate.messagesToChat(body, model: upstreamModel, stream: stream).bytes
+            return try Translate.messagesToChat(JSONValue.parseBody(original), model: upstreamModel, stream: stream)
+                .bytes
         }
     }
 }

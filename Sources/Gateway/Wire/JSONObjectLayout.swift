@@ -14,14 +14,35 @@ public struct JSONObjectLayout: Sendable {
     public let value: JSONValue
     let members: [JSONMemberSpan]
 
+    enum Failure: Error {
+        case malformed(JSONParseError)
+        case notAnObject
+    }
+
     /// Parses `bytes` (one parse, no extra pass); the document must be an object.
     public init(parsing bytes: [UInt8]) throws(JSONParseError) {
-        let (value, members) = try JSONParser.parse(bytes, spans: true)
-        guard case .object = value else {
-            throw JSONParseError(reason: "expected a JSON object", offset: 0)
+        do {
+            try self.init(parsing: bytes, projection: .whole)
+        } catch {
+            switch error {
+            case .malformed(let e): throw e
+            case .notAnObject: throw JSONParseError(reason: "expected a JSON object", offset: 0)
+            }
         }
-        self.value = value
-        self.members = members
+    }
+
+    /// Parses `bytes`, building only what `projection` asks for; `value` holds that, the spans
+    /// every top-level member.
+    init(parsing bytes: [UInt8], projection: JSONProjection) throws(Failure) {
+        let parsed: (value: JSONValue, members: [JSONMemberSpan])
+        do {
+            parsed = try JSONParser.parse(bytes, projection: projection, spans: true)
+        } catch {
+            throw .malformed(error)
+        }
+        guard case .object = parsed.value else { throw .notAnObject }
+        value = parsed.value
+        members = parsed.members
     }
 
     /// `original` with the members in `setting` replaced (or appended when absent) and the

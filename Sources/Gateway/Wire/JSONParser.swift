@@ -28,6 +28,21 @@ struct JSONMemberSpan: Sendable, Hashable {
     var end: Int
 }
 
+/// Which parts of a document `JSONParser` builds into values; the rest is checked as strictly
+/// and skipped, so a gateway that forwards a body reads its few fields without building the
+/// tree of its messages.
+public indirect enum JSONProjection: Sendable {
+    /// The whole value.
+    case whole
+    /// An object's listed members by their projections; the others are skipped (and absent
+    /// from the result). Any other value is built whole.
+    case members([String: JSONProjection])
+    /// Each item of an array by this projection. Any other value is built whole.
+    case items(JSONProjection)
+    /// Checked only; stands as `.null` in the result.
+    case skipped
+}
+
 /// A strict RFC 8259 parser straight from UTF-8 bytes into `JSONValue`.
 ///
 /// `JSONDecoder` through `JSONValue`'s `Decodable` conformance tries every scalar type in turn
@@ -48,25 +63,29 @@ public enum JSONParser {
         try parse(bytes, maxDepth: maxDepth, spans: false).value
     }
 
-    /// Parses and, when the document is an object, records where each top-level member sits.
+    /// Parses and, when the document is an object, records where each top-level member sits
+    /// (skipped members included).
     static func parse(
-        _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, spans: Bool
+        _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, projection: JSONProjection = .whole, spans: Bool
     ) throws(JSONParseError) -> (
         value: JSONValue, members: [JSONMemberSpan]
     ) {
-        let result: Result<(JSONValue, [JSONMemberSpan]), JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
-            var reader = Reader(buffer, maxDepth: maxDepth, recordSpans: spans)
-            do throws(JSONParseError) {
-                reader.skipWhitespace()
-                let value = try reader.parseValue(depth: 0)
-                reader.skipWhitespace()
-                guard reader.index == buffer.count else { throw reader.error("unexpected data after the JSON value") }
-                return .success((value, reader.members))
-            } catch {
-                return .failure(error)
-            }
+        try bytes.withUnsafeBufferPointer { (buffer) throws(JSONParseError) in
+            try parse(buffer, maxDepth: maxDepth, projection: projection, spans: spans)
         }
-        return try result.get()
+    }
+
+    /// `parse` over bytes in place (a `ByteBuffer`'s readable bytes, without copying them out).
+    static func parse(
+        _ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth, projection: JSONProjection = .whole,
+        spans: Bool
+    ) throws(JSONParseError) -> (value: JSONValue, members: [JSONMemberSpan]) {
+        var reader = Reader(buffer, maxDepth: maxDepth, recordSpans: spans)
+        reader.skipWhitespace()
+        let value = try reader.parseValue(depth: 0, projection: projection)
+        reader.skipWhitespace()
+        guard reader.index == buffer.count else { throw reader.error("unexpected data after the JSON value") }
+        return (value, reader.members)
     }
 
     private struct Reader {
@@ -95,11 +114,31 @@ public enum JSONParser {
             }
         }
 
+        mutating func parseValue(depth: Int, projection: JSONProjection) throws(JSONParseError) -> JSONValue {
+            switch projection {
+            case .whole:
+                return try parseValue(depth: depth)
+            case .skipped:
+                try skipValue(depth: depth)
+                return .null
+            case .members(let wanted):
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else {
+                    return try parseValue(depth: depth)
+                }
+                return try parseObject(depth: depth + 1, wanted: wanted)
+            case .items(let item):
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else {
+                    return try parseValue(depth: depth)
+                }
+                return try parseArray(depth: depth + 1, item: item)
+            }
+        }
+
         mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
             guard index < bytes.count else { throw error("unexpected end of input") }
             switch bytes[index] {
-            case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
-            case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+            case UInt8(ascii: "{"): return try parseObject(depth: depth + 1, wanted: nil)
+            case UInt8(ascii: "["): return try parseArray(depth: depth + 1, item: nil)
             case UInt8(ascii: "\""): return .string(try parseString())
             case UInt8(ascii: "t"):
                 try literal("true")
@@ -127,7 +166,8 @@ public enum JSONParser {
             index += count
         }
 
-        mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        /// `wanted`: the members to build and their projections; nil builds every member whole.
+        mutating func parseObject(depth: Int, wanted: [String: JSONProjection]?) throws(JSONParseError) -> JSONValue {
             guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
             let top = depth == 1 && recordSpans
             index += 1
@@ -148,7 +188,15 @@ public enum JSONParser {
                 index += 1
                 skipWhitespace()
                 let valueStart = index
-                fields[key] = try parseValue(depth: depth)
+                if let wanted {
+                    if let projection = wanted[key] {
+                        fields[key] = try parseValue(depth: depth, projection: projection)
+                    } else {
+                        try skipValue(depth: depth)
+                    }
+                } else {
+                    fields[key] = try parseValue(depth: depth)
+                }
                 if top { members.append(JSONMemberSpan(key: key, start: start, valueStart: valueStart, end: index)) }
                 skipWhitespace()
                 guard index < bytes.count else { throw error("unexpected end of input in an object") }
@@ -164,7 +212,8 @@ public enum JSONParser {
             }
         }
 
-        mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+        /// `item`: the projection of each item; nil builds them whole.
+        mutating func parseArray(depth: Int, item: JSONProjection?) throws(JSONParseError) -> JSONValue {
             guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
             index += 1
             var items: [JSONValue] = []
@@ -174,7 +223,11 @@ public enum JSONParser {
                 return .array(items)
             }
             while true {
-                items.append(try parseValue(depth: depth))
+                if let item {
+                    items.append(try parseValue(depth: depth, projection: item))
+                } else {
+                    items.append(try parseValue(depth: depth))
+                }
                 skipWhitespace()
                 guard index < bytes.count else { throw error("unexpected end of input in an array") }
                 if bytes[index] == UInt8(ascii: ",") {
@@ -185,6 +238,115 @@ public enum JSONParser {
                     return .array(items)
                 } else {
                     throw error("expected ',' or ']'")
+                }
+            }
+        }
+
+        /// Checks one value as `parseValue` would, building nothing.
+        mutating func skipValue(depth: Int) throws(JSONParseError) {
+            guard index < bytes.count else { throw error("unexpected end of input") }
+            switch bytes[index] {
+            case UInt8(ascii: "{"):
+                guard depth + 1 <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+                index += 1
+                skipWhitespace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    return
+                }
+                while true {
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                        throw error("expected a string key")
+                    }
+                    try skipString()
+                    skipWhitespace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                    index += 1
+                    skipWhitespace()
+                    try skipValue(depth: depth + 1)
+                    skipWhitespace()
+                    guard index < bytes.count else { throw error("unexpected end of input in an object") }
+                    if bytes[index] == UInt8(ascii: ",") {
+                        index += 1
+                        skipWhitespace()
+                    } else if bytes[index] == UInt8(ascii: "}") {
+                        index += 1
+                        return
+                    } else {
+                        throw error("expected ',' or '}'")
+                    }
+                }
+            case UInt8(ascii: "["):
+                guard depth + 1 <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+                index += 1
+                skipWhitespace()
+                if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return
+                }
+                while true {
+                    try skipValue(depth: depth + 1)
+                    skipWhitespace()
+                    guard index < bytes.count else { throw error("unexpected end of input in an array") }
+                    if bytes[index] == UInt8(ascii: ",") {
+                        index += 1
+                        skipWhitespace()
+                    } else if bytes[index] == UInt8(ascii: "]") {
+                        index += 1
+                        return
+                    } else {
+                        throw error("expected ',' or ']'")
+                    }
+                }
+            case UInt8(ascii: "\""):
+                try skipString()
+            default:
+                _ = try parseValue(depth: depth)
+            }
+        }
+
+        /// Checks a string as `parseString` would (escapes, control characters, UTF-8) without
+        /// making it.
+        mutating func skipString() throws(JSONParseError) {
+            index += 1
+            let start = index
+            var ascii = true
+            while index < bytes.count {
+                let b = bytes[index]
+                if b == UInt8(ascii: "\"") {
+                    if !ascii && !Self.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[start..<index])) {
+                        throw JSONParseError(reason: "invalid UTF-8 in a string", offset: start)
+                    }
+                    index += 1
+                    return
+                }
+                if b < 0x20 { throw error("unescaped control character in a string") }
+                if b >= 0x80 { ascii = false }
+                index += 1
+                guard b == UInt8(ascii: "\\") else { continue }
+                guard index < bytes.count else { break }
+                switch bytes[index] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 1
+                case UInt8(ascii: "u"):
+                    index += 1
+                    _ = try hex4()
+                default:
+                    throw error("invalid escape '\\\(Self.printable(bytes[index]))'")
+                }
+            }
+            throw error("unterminated string")
+        }
+
+        static func isValidUTF8(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+            var parser = Unicode.UTF8.ForwardParser()
+            var iterator = utf8.makeIterator()
+            while true {
+                switch parser.parseScalar(from: &iterator) {
+                case .valid: continue
+                case .emptyInput: return true
+                case .error: return false
                 }
             }
         }
