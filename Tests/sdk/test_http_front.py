@@ -233,6 +233,34 @@ def test_http_1_1_keeps_the_connection_for_the_next_request(front):
     s.close()
 
 
+def chat_request(connection: str = "keep-alive") -> bytes:
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(CHAT)}\r\nConnection: {connection}\r\n\r\n"
+            ).encode() + CHAT
+
+
+def test_pipelined_requests_are_answered_in_order(front):
+    # Three requests in one write: each waits for the response before it, none is lost.
+    s = connect(front)
+    s.sendall(chat_request() + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + chat_request("close"))
+    data, _ = read_until_closed(s, timeout=10)
+    s.close()
+    statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [200, 200, 200], data[:600]
+    parts = data.split(b"HTTP/1.1 ")
+    assert b"chat.completion" in parts[1] and b'"status":"serving"' in parts[2], data[:600]
+    assert b"chat.completion" in parts[3] and b"connection: close" in parts[3].lower(), data[:600]
+
+
+def test_garbage_pipelined_behind_a_request_closes_only_after_its_response(front):
+    s = connect(front)
+    s.sendall(chat_request() + b"\x16\x03\x01 not http\r\n\r\n")
+    data, _ = read_until_closed(s, timeout=10)
+    s.close()
+    statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [200, 400], data[:600]
+
+
 def test_headers_over_max_header_bytes_get_431(front):
     before = rejections(front).get("headers_too_large", 0)
     s = connect(front)

@@ -9,7 +9,7 @@ import Synchronization
 /// under a connection cap, answering every route through one `FrontResponder`.
 ///
 /// On graceful shutdown it stops accepting, asks every connection to finish the request it is in
-/// and close (`ChannelShouldQuiesceEvent`, which NIO's pipelining handler honours), and returns
+/// and close (`ChannelShouldQuiesceEvent`, which `HTTPFrontHandler` honours), and returns
 /// once all are closed; cancelled (the drain's bound), it closes them at once.
 public final class HTTPFront: Service, Sendable {
     public let host: String
@@ -86,7 +86,7 @@ public final class HTTPFront: Service, Sendable {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(observer)
         try pipeline.configureHTTPServerPipeline(
-            withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(),
+            withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
         try pipeline.addHandler(
             HTTPFrontHandler(

@@ -39,6 +39,12 @@ final class FirstByteObserver: ChannelInboundHandler, RemovableChannelHandler {
 /// The channel handler of one client connection: aggregates each request within the limits,
 /// keeps the timers, dispatches the whole request to the responder and watches its response go
 /// out. The decisions are `HTTPConnectionMachine`'s; this class performs them.
+///
+/// It also serialises pipelined requests (NIO's pipelining handler is not in the pipeline): a
+/// request that arrives while a response is in progress waits in `pending`, and reading stops
+/// only then. Otherwise the connection keeps reading while it responds, so a client that goes
+/// away is seen at once (its request is cancelled) and the socket's read interest is not
+/// dropped and taken again for every request.
 final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -60,6 +66,17 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var wakeUp: Scheduled<Void>?
     private var task: Task<Void, Never>?
     private var closeAfterResponse = false
+    /// What arrived while a response was in progress, in order.
+    private var pending = CircularBuffer<Pending>()
+    /// A read was asked for while `pending` held something; it is issued once `pending` drains.
+    private var readWithheld = false
+    /// The server is draining: the response in progress closes the connection.
+    private var quiescing = false
+
+    private enum Pending {
+        case part(HTTPServerRequestPart)
+        case parseError(headerOverflow: Bool)
+    }
 
     init(
         settings: HTTPFrontSettings, maxBodyBytes: @escaping @Sendable () -> Int, responder: any FrontResponder,
@@ -98,8 +115,41 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// A response is in progress, or requests wait behind one.
+    private var isBusy: Bool {
+        if case .responding = machine.state { return true }
+        return !pending.isEmpty
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if isBusy {
+            pending.append(.part(part))
+        } else {
+            receive(part, context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pending.isEmpty {
+            context.read()
+        } else {
+            readWithheld = true
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescing = true
+        pending.removeAll()
+        if machine.state == .idle { context.close(promise: nil) }
+    }
+
+    private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             var headerBytes = head.uri.utf8.count + 16
             for (name, value) in head.headers { headerBytes += name.utf8.count + value.utf8.count + 4 }
@@ -128,7 +178,11 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let parse = error as? HTTPParserError {
-            perform(machine.parseError(headerOverflow: parse == .headerOverflow), context: context)
+            if isBusy {
+                pending.append(.parseError(headerOverflow: parse == .headerOverflow))
+            } else {
+                perform(machine.parseError(headerOverflow: parse == .headerOverflow), context: context)
+            }
         } else {
             context.close(promise: nil)
         }
@@ -136,22 +190,47 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let head) where head.status.code >= 200:
-            closeAfterResponse = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
-            context.write(data, promise: promise)
+        case .head(var head) where head.status.code >= 200:
+            if quiescing {
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+                closeAfterResponse = true
+                context.write(wrapOutboundOut(.head(head)), promise: promise)
+            } else {
+                closeAfterResponse = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+                context.write(data, promise: promise)
+            }
         case .end:
-            let actions = machine.responseEnded(keepAlive: !closeAfterResponse)
+            let actions = machine.responseEnded(keepAlive: !closeAfterResponse && !quiescing)
             task = nil
             if actions.contains(.close) {
+                pending.removeAll()
                 let written = promise ?? context.eventLoop.makePromise()
                 context.write(data, promise: written)
                 written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             } else {
                 context.write(data, promise: promise)
                 perform(actions, context: context)
+                receivePending(context: context)
             }
         default:
             context.write(data, promise: promise)
+        }
+    }
+
+    /// Takes the requests that waited behind the response that just ended, until one is in
+    /// progress again; then reads on if a read was held back.
+    private func receivePending(context: ChannelHandlerContext) {
+        while !pending.isEmpty {
+            if case .responding = machine.state { return }
+            if machine.state == .closed { break }
+            switch pending.removeFirst() {
+            case .part(let part): receive(part, context: context)
+            case .parseError(let overflow): perform(machine.parseError(headerOverflow: overflow), context: context)
+            }
+        }
+        if pending.isEmpty && readWithheld {
+            readWithheld = false
+            context.read()
         }
     }
 
