@@ -101,7 +101,7 @@ final class Node: Sendable {
         return try GatewayEngine(
             config: config, fileDocument: fileDocument, store: store, cluster: cluster, upstream: upstream,
             metrics: GatewayMetrics(registry: metrics.registry), logger: logger,
-            hop: HopAuthenticator(base64ClusterKeys: hopKeys))
+            hop: HopAuthenticator(base64ClusterKeys: hopKeys), sealer: SecretSealer(base64ClusterKeys: hopKeys))
     }
 
     /// Loads `cluster.tls` (nil when absent); a file that cannot be used refuses the start.

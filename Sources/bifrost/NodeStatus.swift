@@ -1,3 +1,4 @@
+import Crypto
 import EventLog
 import Foundation
 import Gateway
@@ -144,8 +145,30 @@ extension Node: ClusterStatusSource {
                 events.map { event in
                     guard case .object(var fields) = EventJSON.event(event, names: names) else { return .null }
                     fields["summary"] = .string(Self.summary(event.payload))
+                    if case .configUpdated(let update) = event.payload, case .object(var data)? = fields["data"] {
+                        data["document"] = Self.withheld(update.document)
+                        fields["data"] = .object(data)
+                    }
                     return .object(fields)
                 })
+        ])
+    }
+
+    /// What the open endpoint shows of a configuration document: its size, digest and sections.
+    /// The document itself (providers, keys, virtual keys, limits) is for `GET /admin/config`,
+    /// behind the admin token, and for `bifrost-dump` on the node's own disk.
+    static func withheld(_ document: [UInt8]) -> JSONValue {
+        let sections: [JSONValue] =
+            if case .object(let fields)? = try? JSONValue.parse(document) {
+                fields.keys.sorted().map(JSONValue.string)
+            } else {
+                []
+            }
+        return .object([
+            "withheld": .string("the document is shown by GET /admin/config (admin token)"),
+            "bytes": .uint(UInt64(document.count)),
+            "sha256": .string(SHA256.hash(data: document).map { String(format: "%02x", $0) }.joined()),
+            "sections": .array(sections),
         ])
     }
 

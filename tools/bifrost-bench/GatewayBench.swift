@@ -93,7 +93,7 @@ struct GatewayBench: AsyncParsableCommand {
             }
         }
         do {
-            let port = Int.random(in: 54_001...58_000)
+            let port = Int.random(in: 15_000...16_999)
             let floor = try Self.launch(
                 URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
                 ["passthrough", "--upstream", "127.0.0.1:\(upstream.port)", "--port", "\(port)"])
@@ -392,7 +392,7 @@ final class FixedUpstream: NginxServer {
         #"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Benchmark reply."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}"#
 
     init(scratch: String) throws {
-        let port = Int.random(in: 46_000...50_000)
+        let port = Int.random(in: 11_000...12_999)
         try super.init(
             name: "upstream", scratch: scratch, port: port,
             http: """
@@ -409,7 +409,7 @@ final class FixedUpstream: NginxServer {
 /// connections; the reference the other rows are compared with.
 final class NginxProxy: NginxServer {
     init(upstreamPort: Int, scratch: String) throws {
-        let port = Int.random(in: 50_001...54_000)
+        let port = Int.random(in: 13_000...14_999)
         try super.init(
             name: "proxy", scratch: scratch, port: port,
             http: """

@@ -30,22 +30,44 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
 public enum SecretValue: Hashable, Sendable, CustomStringConvertible {
     case literal(String)
     case environment(String)
+    /// Sealed with the cluster keyring (`SecretSealer`): how a configuration update carries a
+    /// secret given literally.
+    case sealed(String)
 
     public init(_ text: String) {
-        self = text.hasPrefix("env.") ? .environment(String(text.dropFirst(4))) : .literal(text)
+        if text.hasPrefix("env.") {
+            self = .environment(String(text.dropFirst(4)))
+        } else if SecretSealer.isSealed(text) {
+            self = .sealed(text)
+        } else {
+            self = .literal(text)
+        }
     }
 
-    /// The secret's value, or nil when the environment variable is not set.
-    public func resolve(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    /// The secret's value, or nil when the environment variable is not set or no key of
+    /// `sealer` opens it.
+    public func resolve(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment, sealer: SecretSealer? = nil
+    ) -> String? {
         switch self {
         case .literal(let s): s
         case .environment(let name): environment[name]
+        case .sealed(let s): sealer?.open(s)
+        }
+    }
+
+    /// Why `resolve` found nothing, for logs and errors.
+    public var unresolvedReason: String {
+        switch self {
+        case .literal: "the value is empty"
+        case .environment(let name): "env.\(name) is not set in the environment"
+        case .sealed: "the value is sealed with a cluster key this node does not have"
         }
     }
 
     public var description: String {
         switch self {
-        case .literal: Redaction.placeholder
+        case .literal, .sealed: Redaction.placeholder
         case .environment(let name): "env.\(name)"
         }
     }

@@ -23,20 +23,20 @@ public final class RuntimeConfig: Sendable {
 
     public init(
         _ config: BifrostConfig, sourceEvent: EventID? = nil,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, sealer: SecretSealer? = nil
     ) throws(ConfigError) {
         self.config = config
         self.sourceEvent = sourceEvent
         catalog = Catalog(config.providers)
-        virtualKeys = try VirtualKeyTable(config.virtualKeys, environment: environment)
+        virtualKeys = try VirtualKeyTable(config.virtualKeys, environment: environment, sealer: sealer)
         var secrets: [String: String] = [:]
         var unusable: [String: String] = [:]
         for provider in config.providers {
             for key in provider.keys {
-                if let value = key.value.resolve(environment), !value.isEmpty {
+                if let value = key.value.resolve(environment, sealer: sealer), !value.isEmpty {
                     secrets[key.id] = value
                 } else {
-                    unusable[key.id] = "\(key.value) is not set in the environment"
+                    unusable[key.id] = key.value.unresolvedReason
                 }
             }
         }
@@ -47,7 +47,7 @@ public final class RuntimeConfig: Sendable {
     /// The document a `config.updated` event carries, applied over the node's own config.
     public static func merging(
         document: [UInt8], into base: BifrostConfig, sourceEvent: EventID,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, sealer: SecretSealer? = nil
     ) throws(ConfigError) -> RuntimeConfig {
         let update = try BifrostConfig.parse(document)
         var merged = base
@@ -56,7 +56,7 @@ public final class RuntimeConfig: Sendable {
         merged.gateway = update.gateway
         merged.alerts = update.alerts
         merged.alertWebhook = update.alertWebhook
-        return try RuntimeConfig(merged, sourceEvent: sourceEvent, environment: environment)
+        return try RuntimeConfig(merged, sourceEvent: sourceEvent, environment: environment, sealer: sealer)
     }
 
     /// The configured weight of a key (before `weight.changed` events).

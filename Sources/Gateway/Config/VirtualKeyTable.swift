@@ -17,12 +17,15 @@ public struct VirtualKeyTable: Sendable {
     public var isEnabled: Bool { !byDigest.isEmpty }
     public var count: Int { byDigest.count }
 
-    /// Resolves every token; a key whose `env.NAME` is unset is an error naming its path.
-    public init(_ keys: [BifrostConfig.VirtualKey], environment: [String: String]) throws(ConfigError) {
+    /// Resolves every token; a key whose `env.NAME` is unset (or whose sealed value this node
+    /// cannot open) is an error naming its path.
+    public init(
+        _ keys: [BifrostConfig.VirtualKey], environment: [String: String], sealer: SecretSealer? = nil
+    ) throws(ConfigError) {
         var table: [[UInt8]: Entry] = [:]
         for (i, key) in keys.enumerated() {
-            guard let token = key.value.resolve(environment), !token.isEmpty else {
-                throw ConfigError(path: "virtual_keys[\(i)].value", "\(key.value) is not set in the environment")
+            guard let token = key.value.resolve(environment, sealer: sealer), !token.isEmpty else {
+                throw ConfigError(path: "virtual_keys[\(i)].value", key.value.unresolvedReason)
             }
             table[Array(SHA256.hash(data: Array(token.utf8)))] = Entry(
                 name: key.name, models: key.models.map(ModelPattern.init), limits: key.limits)

@@ -38,9 +38,13 @@ extension GatewayEngine {
                         + "(its config file and environment); remove it from the document")
             }
         }
+        // Secrets given literally are sealed before the document is signed and logged; a
+        // document signed elsewhere cannot be changed, so it may not carry any.
+        document = try sealSecrets(in: document, signed: signed != nil)
         do {
             _ = try RuntimeConfig.merging(
-                document: document, into: baseConfig, sourceEvent: .init(hlc: .zero, origin: store.nodeID))
+                document: document, into: baseConfig, sourceEvent: .init(hlc: .zero, origin: store.nodeID),
+                sealer: sealer)
         } catch {
             throw .invalidField(error.path, "the configuration is invalid: \(error.description)")
         }
@@ -122,5 +126,51 @@ extension GatewayEngine {
             if let acked = cluster.ownEventsAcknowledgedThrough(), acked >= id.hlc { return true }
             guard await acknowledgements.wait(after: seen, until: deadline) else { return false }
         }
+    }
+
+    /// `document` with every literal provider-key value and virtual-key token sealed with the
+    /// cluster keyring. Refused, naming the field, when there is nothing to seal with or the
+    /// document is signed already.
+    func sealSecrets(in document: [UInt8], signed: Bool) throws(GatewayError) -> [UInt8] {
+        guard case .object(var fields)? = try? JSONValue.parse(document) else { return document }
+        var sealedAny = false
+        func seal(_ value: inout JSONValue, path: String) throws(GatewayError) {
+            guard case .string(let text) = value, case .literal = SecretValue(text), !text.isEmpty else { return }
+            guard !signed, let sealer else {
+                let fix =
+                    signed
+                    ? "a signed document cannot have its secrets sealed on the way in; sign one that refers to them as \"env.NAME\", or PUT it unsigned to a clustered node, which seals them"
+                    : "this node has no cluster key to seal it with; refer to the secret as \"env.NAME\" or give the node a cluster key (BIFROST_CLUSTER_KEY)"
+                throw .invalidField(path, "a literal secret would be stored in the log in plain text: \(fix)")
+            }
+            value = .string(sealer.seal(text))
+            sealedAny = true
+        }
+        if case .object(var providers)? = fields["providers"] {
+            for name in providers.keys.sorted() {
+                guard case .object(var provider)? = providers[name], case .array(var keys)? = provider["keys"] else {
+                    continue
+                }
+                for i in keys.indices {
+                    guard case .object(var key) = keys[i], var value = key["value"] else { continue }
+                    try seal(&value, path: "providers.\(name).keys[\(i)].value")
+                    key["value"] = value
+                    keys[i] = .object(key)
+                }
+                provider["keys"] = .array(keys)
+                providers[name] = .object(provider)
+            }
+            fields["providers"] = .object(providers)
+        }
+        if case .array(var keys)? = fields["virtual_keys"] {
+            for i in keys.indices {
+                guard case .object(var key) = keys[i], var value = key["value"] else { continue }
+                try seal(&value, path: "virtual_keys[\(i)].value")
+                key["value"] = value
+                keys[i] = .object(key)
+            }
+            fields["virtual_keys"] = .array(keys)
+        }
+        return sealedAny ? JSONValue.object(fields).renderedBytes() : document
     }
 }

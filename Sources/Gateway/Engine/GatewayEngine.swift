@@ -28,6 +28,9 @@ public final class GatewayEngine: Service, Sendable {
     let rng: Mutex<SplitMix64>
     let wallClock: any WallClock
     public let hop: HopAuthenticator
+    /// Seals the secrets of configuration updates and opens them when applying one; nil
+    /// without a cluster key.
+    let sealer: SecretSealer?
     let draining = Atomic<Bool>(false)
     let migrationWindow = Mutex(MigrationWindow())
     /// Signalled on every change of what peers acknowledged (`?wait=replicated` sleeps on it).
@@ -37,9 +40,10 @@ public final class GatewayEngine: Service, Sendable {
         config: BifrostConfig, fileDocument: [UInt8]?, store: EventStore, cluster: any GatewayCluster,
         upstream: UpstreamClient,
         metrics: GatewayMetrics, logger: Logger, hop: HopAuthenticator = HopAuthenticator(base64ClusterKeys: []),
-        wallClock: any WallClock = SystemWallClock()
+        sealer: SecretSealer? = nil, wallClock: any WallClock = SystemWallClock()
     ) throws(ConfigError) {
         self.hop = hop
+        self.sealer = sealer
         nodeName = config.cluster.nodeID
         baseConfig = config
         self.fileDocument = fileDocument
@@ -49,7 +53,7 @@ public final class GatewayEngine: Service, Sendable {
         self.metrics = metrics
         self.logger = logger
         self.wallClock = wallClock
-        let runtime = try Self.initialRuntime(config: config, store: store, logger: logger)
+        let runtime = try Self.initialRuntime(config: config, store: store, sealer: sealer, logger: logger)
         runtimeState = Mutex(runtime)
         routing = Mutex(
             RoutingState(
@@ -79,14 +83,15 @@ public final class GatewayEngine: Service, Sendable {
 
     /// The file config, or the newest trusted `config.updated` already in the log.
     static func initialRuntime(
-        config: BifrostConfig, store: EventStore, logger: Logger
+        config: BifrostConfig, store: EventStore, sealer: SecretSealer?, logger: Logger
     ) throws(ConfigError)
         -> RuntimeConfig
     {
-        let base = try RuntimeConfig(config)
+        let base = try RuntimeConfig(config, sealer: sealer)
         guard let update = store.viewSnapshot.config else { return base }
         do {
-            return try RuntimeConfig.merging(document: update.value.document, into: config, sourceEvent: update.event)
+            return try RuntimeConfig.merging(
+                document: update.value.document, into: config, sourceEvent: update.event, sealer: sealer)
         } catch {
             logger.error(
                 "the configuration in the log does not apply on this node; using the file config",
@@ -145,7 +150,7 @@ public final class GatewayEngine: Service, Sendable {
         if let update = view.config, update.event != runtime.sourceEvent {
             do {
                 runtime = try RuntimeConfig.merging(
-                    document: update.value.document, into: baseConfig, sourceEvent: update.event)
+                    document: update.value.document, into: baseConfig, sourceEvent: update.event, sealer: sealer)
                 runtimeState.withLock { $0 = runtime }
                 logger.info("configuration applied", metadata: ["event.id": .string("\(update.event)")])
             } catch {
