@@ -192,7 +192,7 @@ import Testing
         #expect(trace.effects == [.judged(key: "k1", success: true)])
     }
 
-    @Test func allKeysFailed_answers502NamingEachKeyAndWhy() throws {
+    @Test func allKeysFailed_answers502NamingEachFailure_andLogsTheKeys() throws {
         var world = World()
         world.answers["k1"] = [.status(500)]
         world.answers["k2"] = [.connectFailed]
@@ -201,12 +201,25 @@ import Testing
         let error = try #require(trace.error)
         #expect(error.status == 502)
         #expect(error.code == "all_keys_failed")
-        #expect(error.message.contains("k1: HTTP 500 (upstream said no)"))
-        #expect(error.message.contains("k2: connection refused"))
+        #expect(
+            error.message.hasSuffix(
+                "openai: HTTP 500 (upstream said no); openai: connection failed; openai: HTTP 500 (upstream said no)"))
+        // The client learns the provider and the kind of failure, never the operator's key ids;
+        // the log gets those.
+        #expect(!error.message.contains("k1") && !error.message.contains("k2"))
+        let logged = trace.effects.compactMap { if case .everyKeyFailed(_, let d) = $0 { d } else { nil } }
+        #expect(logged == ["k1: HTTP 500 (upstream said no); k2: connection refused; k1: HTTP 500 (upstream said no)"])
         #expect(trace.machine.record.status == 502)
         #expect(trace.machine.record.outcome == .upstreamError)
         // The last attempt's failure is recorded with that attempt, not again as the request's.
         #expect(trace.machine.record.failedAttemptRecorded)
+    }
+
+    @Test func summary_countsARunOfEqualFailuresOnce() {
+        #expect(RequestMachine.summary(["a: HTTP 500", "a: HTTP 500", "a: HTTP 500"]) == "a: HTTP 500 ×3")
+        #expect(
+            RequestMachine.summary(["a: timeout", "b: HTTP 429", "a: timeout"]) == "a: timeout; b: HTTP 429; a: timeout"
+        )
     }
 
     @Test func deadline_lastAttemptTimingOut_answers504() throws {

@@ -48,7 +48,9 @@ def front(mock, slow_mock, tmp_path_factory):
         "providers": {"openai": {"type": "openai", "base_url": f"{mock}/v1",
                                  "keys": [{"name": "k1", "value": "sk-up-1", "models": ["gpt-4o-mini"]}]},
                       "slow": {"type": "openai", "base_url": f"{slow_mock}/v1",
-                               "keys": [{"name": "k-slow", "value": "sk-up-slow", "models": ["gpt-slow"]}]}},
+                               "keys": [{"name": "k-slow", "value": "sk-up-slow", "models": ["gpt-slow"]}]},
+                      "refused": {"type": "openai", "base_url": f"{mock}/v1",
+                                  "keys": [{"name": "internal-key-name", "value": "bad-0123456789", "models": ["gpt-bad"]}]}},
         "virtual_keys": [{"name": "team-a", "value": TOKEN, "models": ["*"]}],
         "admin": {"token": ADMIN_TOKEN},
         "gateway": {"max_request_bytes": MAX_REQUEST_BYTES,
@@ -259,6 +261,21 @@ def test_garbage_pipelined_behind_a_request_closes_only_after_its_response(front
     s.close()
     statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
     assert statuses == [200, 400], data[:600]
+
+
+def test_every_key_failing_names_the_provider_but_no_key_name_or_provider_text(front):
+    body = json.dumps({"model": "gpt-bad", "messages": [{"role": "user", "content": "x"}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{front}/v1/chat/completions", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=10)
+    assert caught.value.code == 502
+    error = json.loads(caught.value.read())["error"]
+    assert error["code"] == "all_keys_failed", error
+    assert "refused: HTTP 401" in error["message"], error
+    # Neither the operator's key id nor the provider's message (which quotes part of the key).
+    assert "internal-key-name" not in error["message"] and "6789" not in error["message"], error
+    assert "Incorrect API key" not in error["message"], error
 
 
 def test_headers_over_max_header_bytes_get_431(front):

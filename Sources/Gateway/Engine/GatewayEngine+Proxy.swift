@@ -178,6 +178,9 @@ extension GatewayEngine {
             recordFailedAttempt(target, outcome: outcome, latency: latency)
         case .retry(let reason):
             metrics.retry(reason: reason)
+        case .everyKeyFailed(let model, let detail):
+            logger.warning(
+                "every provider key failed", metadata: ["model": .string(model), "failures": .string(detail)])
         }
     }
 
@@ -233,14 +236,16 @@ extension GatewayEngine {
                     outcome: usageOutcome)))
     }
 
-    /// The first bytes of an upstream error body, for the failure summary (no secrets: providers
-    /// do not echo keys, and the body is cut short).
+    /// The provider's error code (`error.code`, else `error.type`) of a refused attempt, for the
+    /// failure summary. Never its message or raw body: providers quote part of the key there
+    /// ("Incorrect API key provided: sk-…9999").
     func errorDetail(_ response: UpstreamResponse) async -> String {
-        guard let buffer = try? await response.body.collect(upTo: 64 << 10) else { return "" }
-        let bytes = Array(buffer.readableBytesView)
-        if let json = try? JSONValue(parsing: bytes), let message = json["error"]?["message"]?.stringValue {
-            return String(message.prefix(200))
-        }
-        return String(decoding: bytes.prefix(200), as: UTF8.self)
+        guard let buffer = try? await response.body.collect(upTo: 64 << 10),
+            let json = try? JSONValue(parsing: Array(buffer.readableBytesView)),
+            let code = json["error"]?["code"]?.stringValue ?? json["error"]?["type"]?.stringValue
+                ?? json["type"]?.stringValue
+        else { return "" }
+        let safe = code.prefix(64).filter { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }
+        return String(safe)
     }
 }

@@ -57,7 +57,8 @@ struct RequestMachine {
         case bodyRejected(GatewayError)
         case upstreamAnswered(status: Int)
         case upstreamFailed(CallFailure)
-        /// The detail a refused attempt's body gave (after `readFailure`).
+        /// The provider's error code a refused attempt's body gave (after `readFailure`); never
+        /// its message, which can quote the key.
         case failureRead(String)
         case timerFired
         case clientGone
@@ -98,6 +99,9 @@ struct RequestMachine {
         /// then serves the request.
         case attemptFailed(ModelTarget, UpstreamOutcome, latency: Duration)
         case retry(reason: String)
+        /// Every key of every model tried failed: the operator's log gets which and why (the
+        /// client's error names only providers and kinds of failure).
+        case everyKeyFailed(model: String, detail: String)
     }
 
     struct Step: Sendable, Equatable {
@@ -149,7 +153,9 @@ struct RequestMachine {
     private var round = 0
     private var chainIndex = 0
     private var route: Route?
-    private var failures: [String] = []
+    /// Each failed attempt: what the client may see (the provider entry and the kind of
+    /// failure) and what the operator's log gets (the key and the provider's error code).
+    private var failures: [(shown: String, logged: String)] = []
     private var lastError: GatewayError?
     private var deadline = Duration.zero
 
@@ -238,10 +244,11 @@ struct RequestMachine {
             switch failure {
             case .timeout(let detail):
                 outcome = .timeout
-                failures.append("\(attempt.target.keyID): \(detail)")
+                failures.append(("\(attempt.target.provider): timeout", "\(attempt.target.keyID): \(detail)"))
             case .connectFailed(let detail):
                 outcome = .connectFailed
-                failures.append("\(attempt.target.keyID): \(detail)")
+                failures.append(
+                    ("\(attempt.target.provider): connection failed", "\(attempt.target.keyID): \(detail)"))
             case .cancelled:
                 return .abandon
             }
@@ -249,7 +256,9 @@ struct RequestMachine {
             attemptFailed(attempt, outcome, latency: now - sentAt)
             return judgeFailure(attempt, outcome, now: now)
         case (.readingFailure(let attempt, let status), .failureRead(let detail)):
-            failures.append("\(attempt.target.keyID): HTTP \(status)\(detail.isEmpty ? "" : " (\(detail))")")
+            let code = detail.isEmpty ? "" : " (\(detail))"
+            failures.append(
+                ("\(attempt.target.provider): HTTP \(status)\(code)", "\(attempt.target.keyID): HTTP \(status)\(code)"))
             return judgeFailure(attempt, .status(status), now: now)
         case (.backingOff(let outcome, let timeout), .timerFired):
             return afterAttempt(outcome, timeout: timeout, now: now)
@@ -413,11 +422,15 @@ struct RequestMachine {
                 return .wait(delay)
             }
         }
+        if lastError == nil && !failures.isEmpty {
+            effects.append(
+                .everyKeyFailed(model: request.model, detail: failures.map(\.logged).joined(separator: "; ")))
+        }
         let error =
             lastError
             ?? (failures.isEmpty
                 ? .noHealthyKey(model: request.model)
-                : .allKeysFailed(model: request.model, summary: failures.joined(separator: "; ")))
+                : .allKeysFailed(model: request.model, summary: Self.summary(failures.map(\.shown))))
         if mayMigrate && error.status >= 500 {
             phase = .migratingAfterFailure(error)
             return .migrate
@@ -440,6 +453,19 @@ struct RequestMachine {
             default: .upstreamError
             }
         return .respond(error)
+    }
+
+    /// The failures in order, a run of equal ones counted once (`openai: HTTP 500 ×3`).
+    static func summary(_ failures: [String]) -> String {
+        var runs: [(String, Int)] = []
+        for failure in failures {
+            if runs.last?.0 == failure {
+                runs[runs.count - 1].1 += 1
+            } else {
+                runs.append((failure, 1))
+            }
+        }
+        return runs.map { $0.1 > 1 ? "\($0.0) ×\($0.1)" : $0.0 }.joined(separator: "; ")
     }
 
     private func allowed(_ requested: String, _ targets: [ModelTarget]) -> Bool {
