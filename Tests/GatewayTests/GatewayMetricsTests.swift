@@ -68,4 +68,10 @@ import Testing
         #expect(Self.value(text, #"bifrost_breaker_state{key="k1",state="open"}"#) == 0)
         #expect(Self.value(text, #"bifrost_breaker_state{key="k1",state="closed"}"#) == 1)
     }
+
+    @Test func labelValues_loseControlCharacters_andAreCapped() {
+        #expect(GatewayMetrics.label("gpt-4o-mini") == "gpt-4o-mini")
+        #expect(GatewayMetrics.label("gpt\u{0}x\ny\u{7F}") == "gptxy")
+        #expect(GatewayMetrics.label(String(repeating: "m", count: 500)).count == 128)
+    }
 }

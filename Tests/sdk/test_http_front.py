@@ -278,6 +278,31 @@ def test_every_key_failing_names_the_provider_but_no_key_name_or_provider_text(f
     assert "Incorrect API key" not in error["message"], error
 
 
+def test_made_up_models_do_not_grow_metrics_or_reach_them_raw(front):
+    def series() -> set[str]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{front}/metrics", timeout=10).read()
+        assert b"\x00" not in text
+        return {line.split(" ")[0] for line in text.decode().splitlines() if line.startswith("bifrost_requests_total{")}
+
+    def chat(model: str) -> int:
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "x"}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{front}/v1/chat/completions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        try:
+            return urllib.request.urlopen(req, timeout=10).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert chat("made-up-warmup") == 404
+    before = series()
+    for i in range(100):
+        assert chat(f"made-up-{i}") == 404
+    assert chat("gpt-4o-mini\u0000x") == 404
+    after = series()
+    assert after == before, after - before
+    assert any('model="other"' in s for s in after), after
+
+
 def test_headers_over_max_header_bytes_get_431(front):
     before = rejections(front).get("headers_too_large", 0)
     s = connect(front)

@@ -158,9 +158,11 @@ extension GatewayEngine {
         let total = ContinuousClock.now - started
         metrics.overhead(max(.zero, total - record.upstreamTime))
         let target = record.target
+        // Label values come from the configuration, never from what a client made up: a model
+        // no provider serves is counted as `other`, so /metrics stays bounded by the config.
+        let model = target?.model ?? (runtime.catalog.resolve(request.model) == nil ? "other" : request.model)
         metrics.requestFinished(
-            provider: target?.provider ?? "none", model: target?.model ?? request.model, key: target?.keyID ?? "none",
-            status: record.status)
+            provider: target?.provider ?? "none", model: model, key: target?.keyID ?? "none", status: record.status)
         guard let target else { return }
         metrics.tokens(
             input: record.usage.input, output: record.usage.output, provider: target.provider, model: target.model)

@@ -64,8 +64,19 @@ public final class GatewayMetrics: Sendable {
                 descriptor: Self.name(
                     "bifrost_requests_total",
                     help: "Client requests by provider, model, model-key id and HTTP status returned"),
-                labels: [("provider", provider), ("model", model), ("key", key), ("status", statusText)])
+                labels: [
+                    ("provider", Self.label(provider)), ("model", Self.label(model)), ("key", Self.label(key)),
+                    ("status", statusText),
+                ])
         }.increment()
+    }
+
+    /// A label value as the exposition format carries it well: no control characters (a NUL or
+    /// a newline in a configured name), at most 128 characters.
+    static func label(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) || value.utf8.count > 128 else { return value }
+        return String(
+            String.UnicodeScalarView(value.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }).prefix(128))
     }
 
     public func upstreamLatency(_ d: Duration, provider: String) {
@@ -73,7 +84,7 @@ public final class GatewayMetrics: Sendable {
             registry.makeDurationHistogram(
                 descriptor: Self.name(
                     "bifrost_upstream_latency_seconds", help: "Upstream call duration (to the end of the response)"),
-                labels: [("provider", provider)],
+                labels: [("provider", Self.label(provider))],
                 buckets: Self.latencyBuckets)
         }.record(d)
     }
@@ -87,7 +98,7 @@ public final class GatewayMetrics: Sendable {
             registry.makeDurationHistogram(
                 descriptor: Self.name(
                     "bifrost_stream_time_to_first_token_seconds", help: "Stream start to the first content chunk"),
-                labels: [("provider", provider)],
+                labels: [("provider", Self.label(provider))],
                 buckets: Self.latencyBuckets)
         }.record(d)
     }
@@ -97,7 +108,9 @@ public final class GatewayMetrics: Sendable {
             tokenCounters([provider, model, direction]) {
                 registry.makeCounter(
                     descriptor: Self.name("bifrost_tokens_total", help: "Tokens used, by direction"),
-                    labels: [("provider", provider), ("model", model), ("direction", direction)])
+                    labels: [
+                        ("provider", Self.label(provider)), ("model", Self.label(model)), ("direction", direction),
+                    ])
             }.increment(by: Int64(count))
         }
     }
@@ -166,7 +179,7 @@ public final class GatewayMetrics: Sendable {
                         "bifrost_breaker_state",
                         help: "Circuit breaker state per provider key (1 for the current state)"
                     ),
-                    labels: [("key", key), ("state", s)]
+                    labels: [("key", Self.label(key)), ("state", s)]
                 ).set(Double(s == state ? 1 : 0))
             }
         }
