@@ -147,6 +147,8 @@ public final class SyncService: Service, Sendable {
         var closedCounters = PeerSync.Counters()
         var protocolErrors = 0
         var tlsHandshakeFailures = 0
+        /// Warnings about connections that never said hello (anything can dial the port).
+        var strangerWarnings = WarningThrottle()
         var propagation = SampleRing(capacity: SyncService.propagationSampleCapacity)
         var acknowledgementSubscribers: [Int: AsyncStream<Void>.Continuation] = [:]
         var nextSubscriber = 0
@@ -503,11 +505,19 @@ public final class SyncService: Service, Sendable {
             s.closedCounters.add(counters)
             if countFailure && s.isRunning { s.tlsHandshakeFailures += 1 }
         }
+        if case .inboundFailed(let error) = reason, let frame = error as? FrameError, frame.code == .tooLarge {
+            transportStats.recordRejected(.oversized)
+        }
         var metadata: Logger.Metadata = ["peer.address": "\(address)", "sync.reason": "\(reason)"]
         if let peer = connection.peer ?? dialed { metadata["peer.id"] = "\(peer)" }
         if let code = reason.rejectionCode { metadata["sync.rejection"] = "\(code)" }
         if reason.isWarning {
-            logger.warning("sync connection dropped", metadata: metadata)
+            // A peer's connection always logs; one that never said hello is throttled.
+            let stranger = connection.establishedAt == nil && dialed == nil
+            let now = now()
+            let (log, suppressed) = stranger ? state.withLock { $0.strangerWarnings.admit(now: now) } : (true, 0)
+            if suppressed > 0 { metadata["sync.suppressed_warnings"] = "\(suppressed)" }
+            if log { logger.warning("sync connection dropped", metadata: metadata) }
         } else if connection.establishedAt != nil {
             logger.info("sync disconnected", metadata: metadata)
         } else {
