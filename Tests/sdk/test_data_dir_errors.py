@@ -42,3 +42,31 @@ def test_a_new_data_dir_is_owner_only(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_bifrost_dump_on_a_dir_it_may_not_read_says_permission_denied(tmp_path):
+    import shutil
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root and runuser to try the dump as another user")
+    import tempfile
+
+    parent = tempfile.mkdtemp(prefix="bifrost-perm-")
+    try:
+        os.chmod(parent, 0o755)
+        data = os.path.join(parent, "owner-only")
+        os.mkdir(data, 0o700)
+        open(os.path.join(data, "data.mdb"), "wb").close()
+        # The data dir itself owner-only, and a data dir below an owner-only directory.
+        for path in [data, str(tmp_path / "below-owner-only")]:
+            result = subprocess.run(["runuser", "-u", "nobody", "--", os.path.join(BIN, "bifrost-dump"), path],
+                                    capture_output=True, text=True, timeout=60)
+            if "bifrost-dump:" not in result.stderr:
+                pytest.skip("the build directory is not executable by nobody here")
+            assert result.returncode != 0, result
+            assert "permission denied" in result.stderr, result.stderr
+            assert "not a Bifrost data directory" not in result.stderr, result.stderr
+            assert "no such data directory" not in result.stderr, result.stderr
+    finally:
+        shutil.rmtree(parent)

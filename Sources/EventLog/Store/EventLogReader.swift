@@ -85,10 +85,26 @@ public final class EventLogReader: Sendable {
     public static func open(directory: String) throws(EventLogError) -> EventLogReader {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) else {
+            var info = stat()
+            if stat(directory, &info) != 0 && errno == EACCES {
+                throw EventLogError(
+                    .permissionDenied, path: directory,
+                    "permission denied on the way to it: run this as the user the node runs as, or with sudo")
+            }
             throw EventLogError(
                 .notFound, path: directory, "no such data directory; pass the --data dir of a bifrost node")
         }
-        guard isDir.boolValue, FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
+        guard isDir.boolValue else {
+            throw EventLogError(.notOurs, path: directory, "not a Bifrost data directory (it is a file)")
+        }
+        // A directory this user cannot search looks empty; say so rather than "not ours".
+        for path in [directory, directory + "/data.mdb"] where access(path, R_OK) != 0 && errno == EACCES {
+            throw EventLogError(
+                .permissionDenied, path: path,
+                "permission denied: data directories are owner-only (0700); run this as the user the node runs as, or with sudo"
+            )
+        }
+        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
             throw EventLogError(.notOurs, path: directory, "not a Bifrost data directory (no data.mdb inside)")
         }
         var options = LMDBEnvironment.Options()
@@ -98,6 +114,10 @@ public final class EventLogReader: Sendable {
         do {
             env = try LMDBEnvironment(path: directory, options: options)
             dbs = try Databases(env: env, create: false)
+        } catch let error as LMDBError where error.code == EACCES {
+            throw EventLogError(
+                .permissionDenied, path: directory,
+                "permission denied (\(error.message)): run this as the user the node runs as, or with sudo")
         } catch let error as LMDBError {
             throw EventLogError(.notOurs, path: directory, "not a Bifrost data directory (\(error.message))")
         } catch {

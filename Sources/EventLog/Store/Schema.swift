@@ -73,6 +73,8 @@ public struct EventLogError: Error, Equatable, Sendable, CustomStringConvertible
         case storage = "storage"
         /// The path is not a directory that can be created or used.
         case unusablePath = "unusable_path"
+        /// This user may not read the directory or its files.
+        case permissionDenied = "permission_denied"
     }
 
     public var code: Code
