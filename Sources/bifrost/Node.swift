@@ -25,6 +25,7 @@ final class Node: Sendable {
     let metrics: NodeMetrics
     let upstream: UpstreamClient
     let engine: GatewayEngine
+    let replayMarks: ReplayMarksKeeper?
 
     init(config: BifrostConfig, fileDocument: [UInt8]?, logger: Logger, faultInjection: Bool) throws {
         self.config = config
@@ -52,6 +53,7 @@ final class Node: Sendable {
         guard config.cluster.enabled else {
             gossip = nil
             sync = nil
+            replayMarks = nil
             engine = try Self.engine(
                 config, fileDocument, store, SingleNodeCluster(), upstream, metrics: metrics, logger: logger)
             return
@@ -81,6 +83,15 @@ final class Node: Sendable {
                 incarnation: SystemWallClock().nowMillis() / 1000),
             settings: swim, host: cluster.bindAddress.host, port: cluster.gossip.port, keyring: keyring, faults: faults,
             seeds: seeds, compression: cluster.gossip.compression, logger: logger)
+        let marks = ReplayMarksFile(directory: dataDir)
+        do {
+            gossip!.restoreReplayMarks(try marks.load())
+        } catch {
+            logger.warning(
+                "cannot read the gossip replay marks; datagrams from before the restart may be accepted once",
+                metadata: ["file.path": .string(marks.path), "error": .string("\(error)")])
+        }
+        replayMarks = ReplayMarksKeeper(gossip: gossip!, file: marks, logger: logger)
         let sync = SyncService(
             store: store, localNode: nodeID, host: cluster.bindAddress.host, port: cluster.gossip.port,
             keyring: keyring, tls: tls, faults: faults, logger: logger)
@@ -181,6 +192,7 @@ final class Node: Sendable {
         var services: [any Service] = [StoreService(store: store, node: self)]
         if let gossip, let sync {
             services += [gossip, sync, MembershipService(node: self, gossip: gossip, sync: sync)]
+            if let replayMarks { services.append(replayMarks) }
         }
         // Stopped after the HTTP server (reverse order): the last requests' events are written
         // before the log closes.

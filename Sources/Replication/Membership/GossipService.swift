@@ -88,6 +88,15 @@ public final class GossipService: Service, Sendable {
         encrypted = keyring != nil
     }
 
+    /// The gossip datagrams accepted so far, per sender: saved in the data directory
+    /// (`ReplayMarksFile`) and restored at the next start.
+    public func replayMarks() -> [ReplayWindow.Mark] { opener.withLock { $0?.replayMarks(.udp) ?? [] } }
+
+    /// Refuses, after a restart, every datagram accepted before it.
+    public func restoreReplayMarks(_ marks: [ReplayWindow.Mark]) {
+        opener.withLock { $0?.restoreReplayMarks(marks, channel: .udp) }
+    }
+
     /// The UDP port actually bound (useful with port 0).
     public var boundPort: Int? { bound.withLock { $0 } }
 

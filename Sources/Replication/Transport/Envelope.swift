@@ -210,6 +210,16 @@ public struct Opener: Sendable {
         tcpWindow = ReplayWindow(size: settings.replayWindowSize)
     }
 
+    /// What this opener accepted on `channel`, per sender (see `ReplayWindow.Mark`).
+    public func replayMarks(_ channel: TransportChannel) -> [ReplayWindow.Mark] {
+        channel == .udp ? udpWindow.marks : tcpWindow.marks
+    }
+
+    /// Restores marks saved before a restart, so what was accepted then stays refused.
+    public mutating func restoreReplayMarks(_ marks: [ReplayWindow.Mark], channel: TransportChannel) {
+        if channel == .udp { udpWindow.restore(marks) } else { tcpWindow.restore(marks) }
+    }
+
     public mutating func open(
         _ buffer: ByteBuffer, channel: TransportChannel, nowMillis: UInt64
     ) throws(EnvelopeRejection) -> Opened {

@@ -63,6 +63,39 @@ public struct ReplayWindow: Sendable, Equatable {
         senders[sender].map { ($0.boot, $0.highest) }
     }
 
+    /// A sender's newest boot and the highest counter accepted in it: what a restarted receiver
+    /// needs to keep refusing what it accepted before (`restore`).
+    public struct Mark: Sendable, Equatable, Codable {
+        public var sender: UInt64
+        public var boot: UInt64
+        public var counter: UInt64
+
+        public init(sender: UInt64, boot: UInt64, counter: UInt64) {
+            self.sender = sender
+            self.boot = boot
+            self.counter = counter
+        }
+    }
+
+    /// One mark per sender, in sender order.
+    public var marks: [Mark] {
+        senders.sorted { $0.key < $1.key }.map { Mark(sender: $0.key, boot: $0.value.boot, counter: $0.value.highest) }
+    }
+
+    /// Treats every counter up to each mark's, in its boot and older boots, as accepted already:
+    /// a message captured before a restart stays refused after it. Newer state wins.
+    public mutating func restore(_ marks: [Mark]) {
+        for mark in marks {
+            if let current = senders[mark.sender],
+                current.boot > mark.boot || (current.boot == mark.boot && current.highest >= mark.counter)
+            {
+                continue
+            }
+            senders[mark.sender] = SenderState(
+                boot: mark.boot, highest: mark.counter, bits: [UInt64](repeating: .max, count: size / 64))
+        }
+    }
+
     /// Accepts `(boot, counter)` from `sender` if it was not seen before and is not too old, and
     /// records it.
     public mutating func admit(sender: UInt64, boot: UInt64, counter: UInt64) -> Verdict {
