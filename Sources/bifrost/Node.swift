@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Hummingbird
 import Logging
+import Prometheus
 import Replication
 import ServiceLifecycle
 import Synchronization
@@ -189,7 +190,10 @@ final class Node: Sendable {
                         "cluster": .string(config.cluster.enabled ? "enabled" : "single node"),
                     ])
             })
-        var services: [any Service] = [StoreService(store: store, node: self)]
+        var services: [any Service] = [
+            StoreService(store: store, node: self),
+            RetentionService(store: store, retention: config.retention, metrics: metrics, logger: logger),
+        ]
         if let gossip, let sync {
             services += [gossip, sync, MembershipService(node: self, gossip: gossip, sync: sync)]
             if let replayMarks { services.append(replayMarks) }
@@ -261,6 +265,40 @@ struct StoreService: Service {
         node.state.withLock { $0 = .draining }
         try await store.close()
         node.logger.info("event log closed")
+    }
+}
+
+/// Compacts what passed `retention.horizon`, every `retention.interval`, in bounded steps
+/// (`EventStore.compactStep`), so the log stops growing at steady traffic and the writer is
+/// never held long. Every node compacts the same chunks to the same aggregates.
+struct RetentionService: Service {
+    let store: EventStore
+    let retention: BifrostConfig.Retention
+    let metrics: NodeMetrics
+    let logger: Logger
+    var wallClock: any WallClock = SystemWallClock()
+
+    func run() async throws {
+        let removed = metrics.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "bifrost_eventlog_compacted_events_total", unitName: "",
+                helpText: "Counter and usage events folded into aggregates past retention.horizon"))
+        let written = metrics.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "bifrost_eventlog_aggregates_written_total", unitName: "",
+                helpText: "Aggregate events written by compaction"))
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let report = try await store.compactExpired(
+                    age: retention.horizon, nowMillis: wallClock.nowMillis(),
+                    shouldStop: { Task.isShuttingDownGracefully || Task.isCancelled })
+                removed.increment(by: Int64(report.eventsRemoved))
+                written.increment(by: Int64(report.aggregatesWritten))
+            } catch {
+                logger.warning("compaction failed; retrying at the next interval", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: retention.interval)
+        }
     }
 }
 

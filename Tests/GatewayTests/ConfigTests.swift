@@ -172,6 +172,31 @@ import Testing
         #expect(c.cluster.loadBalancing.latencyFloor == .milliseconds(10))
     }
 
+    @Test func retention_defaultsToSevenDays_andRefusesAHorizonShorterThanTheWindowsItKeeps() throws {
+        let defaults = try parse("{}")
+        #expect(defaults.retention.horizon == .seconds(7 * 86_400) && defaults.retention.interval == .seconds(60))
+        let set = try parse(#"{"retention": {"horizon": "30d", "interval": "5m"}}"#)
+        #expect(set.retention.horizon == .seconds(30 * 86_400) && set.retention.interval == .seconds(300))
+        for (text, path) in [
+            (#"{"retention": {"horizon": "1m"}}"#, "retention.horizon"),
+            (
+                #"{"cluster": {"load_balancing": {"performance_window": "10m"}}, "retention": {"horizon": "15m"}}"#,
+                "retention.horizon"
+            ),
+            (#"{"retention": {"interval": "10ms"}}"#, "retention.interval"),
+            (#"{"retention": {"horizon": "7d", "keep": true}}"#, "retention.keep"),
+        ] {
+            #expect(throws: ConfigError.self, "\(text)") { try parse(text) }
+            do {
+                _ = try parse(text)
+            } catch {
+                #expect(error.path == path, "\(text): \(error)")
+            }
+        }
+        #expect(ConfigDuration.parse("7d") == .seconds(7 * 86_400))
+        #expect(ConfigDuration.parse("1d12h") == .seconds(36 * 3_600))
+    }
+
     @Test func breakerBounds_areRead() throws {
         let c = try parse(#"{"cluster": {"load_balancing": {"max_ejection_percent": 25, "latency_floor": "3ms"}}}"#)
         #expect(c.cluster.loadBalancing.maxEjectionPercent == 25)

@@ -83,6 +83,39 @@ import Testing
         #expect(pair.syncs[0].counters.eventsRepaired + pair.syncs[1].counters.eventsRepaired == missing.count)
     }
 
+    @Test func reconciliation_neverComparesWhatEitherSideCompacted() throws {
+        var pair = Pair()
+        let compacted = HLCTimestamp(wallMillis: Self.now - 1_800_000, logical: 0)
+        var below = 0
+        var above = 0
+        for i in 0..<3_000 {
+            let e = Self.event(Self.now - 3_600_000 + UInt64(i * 1000), 0, "c")
+            try pair.stores[0].insert(e)
+            let id = try e.withUnsafeBytes { try EventCodec.peekHeader($0).0 }
+            if i % 97 == 5 {
+                if id.hlc < compacted { below += 1 } else { above += 1 }
+            } else {
+                try pair.stores[1].insert(e)
+            }
+        }
+        // b compacted the first half hour (a has not): what differs there is not a gap.
+        pair.stores[1].compactedBefore = compacted
+        try pair.connect(at: .seconds(1))
+        let missing = pair.stores[0].ids.subtracting(pair.stores[1].ids)
+        #expect(below > 0 && above > 0)
+        // Gaps below the compacted boundary stay (the leaf straddling it is not compared
+        // either); every gap above that leaf is repaired.
+        let straddling = DigestKey(level: 0, hlc: compacted).hlcRange
+        #expect(
+            missing.allSatisfy { $0.hlc < straddling.upperBound },
+            "\(missing.filter { $0.hlc >= straddling.upperBound }.map { $0.hlc.wallMillis - compacted.wallMillis }) leaf \(straddling.upperBound.wallMillis - compacted.wallMillis)"
+        )
+        #expect(missing.filter { $0.hlc < compacted }.count == below)
+        #expect(
+            pair.syncs[0].counters.eventsRepaired + pair.syncs[1].counters.eventsRepaired >= above - missing.count
+                + below)
+    }
+
     @Test func liveCommits_streamOnlyThisNodesOwnEvents() throws {
         var sync = PeerSync(localNode: "a")
         let own = try EventCodec.decode(Self.event(Self.now, 0, "a"))

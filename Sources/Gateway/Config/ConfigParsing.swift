@@ -53,6 +53,23 @@ extension BifrostConfig {
             }
             config.alertWebhook = url
         }
+        if var t = try r.object("retention") {
+            config.retention.horizon = try t.duration("horizon") ?? config.retention.horizon
+            config.retention.interval = try t.duration("interval") ?? config.retention.interval
+            // Sliding limits read the previous minute's counters, and the weight controller the
+            // previous performance windows; compaction keeps their sums, but the last two of each
+            // stay event by event so `bifrost-dump` shows what they were made of.
+            let floor = max(.seconds(120), config.cluster.loadBalancing.performanceWindow * 2)
+            if config.retention.horizon < floor {
+                throw ConfigError(
+                    path: t.child("horizon"),
+                    "must be at least \(ConfigDuration.format(floor)) (two limit windows and two performance windows)")
+            }
+            if config.retention.interval < .seconds(1) {
+                throw ConfigError(path: t.child("interval"), "must be at least 1s")
+            }
+            try t.finish()
+        }
         try r.finish()
         try config.validate()
         return config

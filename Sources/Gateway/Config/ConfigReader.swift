@@ -157,14 +157,15 @@ struct ConfigReader {
     }
 }
 
-/// Go-style durations as the seed writes them: `500ms`, `1s`, `1m30s`, `2h`, `1.5s`.
+/// Go-style durations as the seed writes them: `500ms`, `1s`, `1m30s`, `2h`, `1.5s`; and days
+/// (`7d`), which retention needs and Go lacks.
 public enum ConfigDuration {
     public static func parse(_ text: String) -> Duration? {
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))
         guard !rest.isEmpty else { return nil }
         var total: Double = 0
         let units: [(String, Double)] = [
-            ("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("h", 3600), ("m", 60), ("s", 1),
+            ("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1),
         ]
         while !rest.isEmpty {
             let number = rest.prefix { $0.isNumber || $0 == "." }

@@ -5,6 +5,8 @@ import EventLog
 public struct InMemoryEventSet: DigestSource, Sendable {
     public private(set) var events: [EventID: [UInt8]] = [:]
     private var digests: [DigestKey: Fingerprint] = [:]
+    /// Where this set's compacted range ends (what `EventStore` keeps as `compacted_before`).
+    public var compactedBefore = HLCTimestamp.zero
 
     public init() {}
 

@@ -108,9 +108,14 @@ public struct PeerSync: Sendable {
                 peerWatermarks[origin] = hlc
             }
             return []
-        case .reconcile(let id, let window, let items):
+        case .reconcile(let id, let offered, let items):
             counters.reconcileMessages += 1
             counters.reconcileBytes += items.reduce(0) { $0 + SyncCodec.size(of: $1) }
+            // Neither side compares what either has compacted: the sides may hold aggregates
+            // and originals there, and repairing one from the other would count twice. The
+            // reply carries the widened window, so both sides settle on it.
+            var window = offered
+            window.compactedBefore = max(offered.compactedBefore, try store.compactionHorizon())
             let step = try Reconciliation.respond(to: items, store, window: window)
             var out: [Output] = []
             if !step.missingThere.isEmpty {

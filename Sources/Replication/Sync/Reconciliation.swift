@@ -160,7 +160,15 @@ public enum Reconciliation {
         for item in items {
             switch item {
             case .fingerprint(let key, let theirs):
-                guard window.placement(of: key) == .inside else { continue }
+                let placement = window.placement(of: key)
+                if placement != .inside {
+                    // A bucket the peer could compare whole but that straddles this side's window
+                    // (which may be wider: compacted further): descend to its inside buckets.
+                    if placement != .outside && key.level > 0 {
+                        step.reply += try children(of: key, source, window: window)
+                    }
+                    continue
+                }
                 let mine = try source.fingerprint(key)
                 if mine == theirs { continue }
                 if key.level == 0 || mine.count + theirs.count <= idListThreshold {

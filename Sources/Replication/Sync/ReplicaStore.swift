@@ -49,5 +49,5 @@ extension InMemoryEventSet: ReplicaStore {
 
     public func encodedEvents(ids: [EventID]) -> [[UInt8]] { ids.compactMap { events[$0] } }
 
-    public func compactionHorizon() -> HLCTimestamp { .zero }
+    public func compactionHorizon() -> HLCTimestamp { compactedBefore }
 }
