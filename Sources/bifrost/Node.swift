@@ -297,7 +297,8 @@ struct RetentionService: Service {
             } catch {
                 logger.warning("compaction failed; retrying at the next interval", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: retention.interval)
+            // Woken by a graceful shutdown, so the node does not wait out the interval to stop.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retention.interval) }
         }
     }
 }

@@ -52,7 +52,7 @@ public final class ReplayMarksKeeper: Service, Sendable {
     public func run() async throws {
         var saved: [ReplayWindow.Mark] = []
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            try? await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
             saved = save(unless: saved)
         }
         _ = save(unless: saved)
