@@ -26,6 +26,9 @@ struct CompactionBench: AsyncParsableCommand {
     @Option(help: "Events read per compaction step.")
     var eventsPerStep: Int = EventStore.compactionEventsPerStep
 
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
     func run() async throws {
         let dir = data + "/compaction-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
@@ -65,11 +68,20 @@ struct CompactionBench: AsyncParsableCommand {
         let refilled = store.reader.usedBytes()
         try await store.close()
         millis.sort()
-        func q(_ p: Double) -> String {
-            String(format: "%.2f", millis[min(millis.count - 1, Int(Double(millis.count) * p))])
+        func q(_ p: Double) -> Double { millis[min(millis.count - 1, Int(Double(millis.count) * p))] }
+        if json {
+            let fields: [String: JSONValue] = [
+                "events": .uint(UInt64(events)), "events_left": .uint(left), "steps": .uint(UInt64(millis.count)),
+                "events_per_step": .uint(UInt64(eventsPerStep)), "events_removed": .uint(removed),
+                "step_p50_ms": .double(q(0.5)), "step_p99_ms": .double(q(0.99)), "step_max_ms": .double(q(1)),
+                "bytes_before": .uint(UInt64(before)), "bytes_after": .uint(UInt64(after)),
+                "bytes_after_refill": .uint(UInt64(refilled)),
+            ]
+            print(JSONValue.object(fields).rendered())
+        } else {
+            print(
+                "compaction: \(events) events → \(left) in \(millis.count) steps of \(eventsPerStep): step p50 \(String(format: "%.2f", q(0.5))) ms, p99 \(String(format: "%.2f", q(0.99))) ms, max \(String(format: "%.2f", q(1))) ms; data.mdb \(before >> 20) MiB → \(after >> 20) MiB after compaction → \(refilled >> 20) MiB after \(events) new events"
+            )
         }
-        print(
-            "compaction: \(events) events → \(left) in \(millis.count) steps of \(eventsPerStep): step p50 \(q(0.5)) ms, p99 \(q(0.99)) ms, max \(q(1)) ms; data.mdb \(before >> 20) MiB → \(after >> 20) MiB after compaction → \(refilled >> 20) MiB after \(events) new events"
-        )
     }
 }

@@ -12,6 +12,9 @@ mkdir -p "$BENCH_OUT"
 echo "== eventlog: $BENCH_EVENTS events"
 "$BIN/bifrost-bench" eventlog --data "$SCRATCH" --events "$BENCH_EVENTS" --json | tee "$BENCH_OUT/eventlog.json"
 
+echo "== compaction: bounded retention steps over 200,000 events"
+"$BIN/bifrost-bench" compaction --data "$SCRATCH" --json | tee "$BENCH_OUT/compaction.json"
+
 echo "== replication: 3 nodes, catch-up of $BENCH_EVENTS events"
 "$BIN/bifrost-bench" replication --nodes 3 --events "$BENCH_EVENTS" --rate 5000 --seconds 10 --json | tee "$BENCH_OUT/replication.json"
 
