@@ -464,17 +464,21 @@ import Testing
         #expect(trace.machine.record.outcome == .cancelled)
     }
 
-    @Test func clientGone_duringTheCall_abandonsTheRequest() throws {
-        let runtime = try Self.config(providers: Self.openAI(["k1"]))
+    /// A machine for one `gpt-4o-mini` request to the single key `k1`, started: it asks to pick.
+    static func started(strategy: MigrationStrategy) throws -> (RequestMachine, ModelTarget) {
         var machine = RequestMachine(
-            request: .init(endpoint: .chatCompletions, model: "gpt-4o-mini"),
-            context: .init(strategy: .migrateToHealthy),
-            runtime: runtime, caller: nil, callerRules: [], seed: 1)
-        guard case .pick(_, let targets, _, _) = machine.handle(.start, now: .zero).action else {
-            Issue.record("expected a pick")
-            return
+            request: .init(endpoint: .chatCompletions, model: "gpt-4o-mini"), context: .init(strategy: strategy),
+            runtime: try config(providers: openAI(["k1"])), caller: nil, callerRules: [], seed: 1)
+        let step = machine.handle(.start, now: .zero)
+        guard case .pick(_, let targets, _, _) = step.action, let target = targets.first else {
+            throw GatewayError.internalError("expected a pick, got \(step.action)")
         }
-        let send = machine.handle(.picked(.init(target: targets[0], panic: false)), now: .zero)
+        return (machine, target)
+    }
+
+    @Test func clientGone_duringTheCall_abandonsTheRequest() throws {
+        var (machine, target) = try Self.started(strategy: .migrateToHealthy)
+        let send = machine.handle(.picked(.init(target: target, panic: false)), now: .zero)
         guard case .send = send.action else { Issue.record("\(send.action)"); return }
         let gone = machine.handle(.upstreamFailed(.cancelled), now: .milliseconds(3))
         #expect(gone.action == .abandon)
@@ -485,13 +489,8 @@ import Testing
     }
 
     @Test func aBodyTheKeyCannotTake_endsTheRequestWithItsError() throws {
-        let runtime = try Self.config(providers: Self.openAI(["k1"]))
-        var machine = RequestMachine(
-            request: .init(endpoint: .chatCompletions, model: "gpt-4o-mini"),
-            context: .init(strategy: .completeOnOrigin),
-            runtime: runtime, caller: nil, callerRules: [], seed: 1)
-        guard case .pick(_, let targets, _, _) = machine.handle(.start, now: .zero).action else { return }
-        _ = machine.handle(.picked(.init(target: targets[0], panic: true)), now: .zero)
+        var (machine, target) = try Self.started(strategy: .completeOnOrigin)
+        _ = machine.handle(.picked(.init(target: target, panic: true)), now: .zero)
         let error = GatewayError.invalidField("messages", "expected an array of messages")
         #expect(machine.handle(.bodyRejected(error), now: .zero).action == .respond(error))
         #expect(machine.record.status == 400)
@@ -499,13 +498,8 @@ import Testing
     }
 
     @Test func panicPick_isCounted() throws {
-        let runtime = try Self.config(providers: Self.openAI(["k1"]))
-        var machine = RequestMachine(
-            request: .init(endpoint: .chatCompletions, model: "gpt-4o-mini"),
-            context: .init(strategy: .completeOnOrigin),
-            runtime: runtime, caller: nil, callerRules: [], seed: 1)
-        guard case .pick(_, let targets, _, _) = machine.handle(.start, now: .zero).action else { return }
-        let step = machine.handle(.picked(.init(target: targets[0], panic: true)), now: .zero)
+        var (machine, target) = try Self.started(strategy: .completeOnOrigin)
+        let step = machine.handle(.picked(.init(target: target, panic: true)), now: .zero)
         #expect(step.effects == [.breakerPanic])
     }
 

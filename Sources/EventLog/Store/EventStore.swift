@@ -223,32 +223,13 @@ public final class EventStore: Sendable {
     }
 
     /// Compacts counter and usage events with HLC below `horizon` into per-window aggregates,
-    /// in bounded steps (`compactStep`), each its own write transaction. Views and the relation
-    /// "stored digests = recomputed digests" are unchanged by it.
+    /// in bounded steps (`compactStep`), each its own write transaction, until done or
+    /// `shouldStop` says so. Views and the relation "stored digests = recomputed digests" are
+    /// unchanged by it.
     public func compact(
-        before horizon: HLCTimestamp, eventsPerStep: Int = EventStore.compactionEventsPerStep
-    ) async throws -> CompactionReport {
-        let bytesBefore = reader.usedBytes()
-        var total = CompactionReport(
-            horizon: try reader.compactedBefore() ?? .zero, eventsRemoved: 0, aggregatesWritten: 0,
-            bytesBefore: bytesBefore, bytesAfter: bytesBefore)
-        while let step = try await compactStep(before: horizon, maxEvents: eventsPerStep) {
-            total.horizon = step.horizon
-            total.eventsRemoved += step.eventsRemoved
-            total.aggregatesWritten += step.aggregatesWritten
-        }
-        total.bytesAfter = reader.usedBytes()
-        return total
-    }
-
-    /// What retention does each interval: compacts everything older than `age` at `nowMillis`
-    /// (wall clock), one bounded step at a time, until done or `shouldStop` says so.
-    public func compactExpired(
-        age: Duration, nowMillis: UInt64, eventsPerStep: Int = EventStore.compactionEventsPerStep,
+        before horizon: HLCTimestamp, eventsPerStep: Int = EventStore.compactionEventsPerStep,
         shouldStop: () -> Bool = { false }
     ) async throws -> CompactionReport {
-        let ageMillis = UInt64(max(.zero, age) / .milliseconds(1))
-        let horizon = HLCTimestamp(wallMillis: nowMillis > ageMillis ? nowMillis - ageMillis : 0, logical: 0)
         var total = CompactionReport(
             horizon: try reader.compactedBefore() ?? .zero, eventsRemoved: 0, aggregatesWritten: 0,
             bytesBefore: reader.usedBytes(), bytesAfter: 0)
@@ -260,6 +241,17 @@ public final class EventStore: Sendable {
         }
         total.bytesAfter = reader.usedBytes()
         return total
+    }
+
+    /// What retention does each interval: compacts everything older than `age` at `nowMillis`
+    /// (wall clock).
+    public func compactExpired(
+        age: Duration, nowMillis: UInt64, eventsPerStep: Int = EventStore.compactionEventsPerStep,
+        shouldStop: () -> Bool = { false }
+    ) async throws -> CompactionReport {
+        let ageMillis = UInt64(max(.zero, age) / .milliseconds(1))
+        let horizon = HLCTimestamp(wallMillis: nowMillis > ageMillis ? nowMillis - ageMillis : 0, logical: 0)
+        return try await compact(before: horizon, eventsPerStep: eventsPerStep, shouldStop: shouldStop)
     }
 
     /// Events read per compaction step: one step holds the writer for a few milliseconds

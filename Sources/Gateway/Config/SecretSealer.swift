@@ -10,7 +10,7 @@ import Foundation
 /// cannot use the value, and says so for that key.
 public struct SecretSealer: Sendable {
     public static let prefix = "sealed:v1:"
-    static let info = Data("bifrost config secrets v1".utf8)
+    static let info = "bifrost config secrets v1"
     static let associatedData = Data("bifrost sealed secret".utf8)
 
     struct Key: Sendable {
@@ -24,12 +24,8 @@ public struct SecretSealer: Sendable {
 
     /// Nil without a usable cluster key: such a node can only refer to secrets by `env.NAME`.
     public init?(base64ClusterKeys: [String]) {
-        let keys = base64ClusterKeys.compactMap { Data(base64Encoded: $0) }.filter { !$0.isEmpty }.map { raw in
-            let derived = HKDF<SHA256>.deriveKey(
-                inputKeyMaterial: SymmetricKey(data: raw), info: Self.info, outputByteCount: 32
-            ).withUnsafeBytes { Array($0) }
-            let id = SHA256.hash(data: derived).prefix(4).map { String(format: "%02x", $0) }.joined()
-            return Key(id: id, bytes: derived)
+        let keys = ClusterKeyDerivation.derive(base64ClusterKeys: base64ClusterKeys, info: Self.info).map { derived in
+            Key(id: SHA256.hash(data: derived).prefix(4).map { String(format: "%02x", $0) }.joined(), bytes: derived)
         }
         guard !keys.isEmpty else { return nil }
         self.keys = keys

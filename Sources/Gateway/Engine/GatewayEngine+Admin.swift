@@ -146,31 +146,26 @@ extension GatewayEngine {
             value = .string(sealer.seal(text))
             sealedAny = true
         }
+        /// The array `list` with the `value` of each of its objects sealed (`path[i].value`).
+        func sealEach(_ list: JSONValue?, path: String) throws(GatewayError) -> JSONValue? {
+            guard case .array(var items)? = list else { return list }
+            for i in items.indices {
+                guard case .object(var item) = items[i], var value = item["value"] else { continue }
+                try seal(&value, path: "\(path)[\(i)].value")
+                item["value"] = value
+                items[i] = .object(item)
+            }
+            return .array(items)
+        }
         if case .object(var providers)? = fields["providers"] {
             for name in providers.keys.sorted() {
-                guard case .object(var provider)? = providers[name], case .array(var keys)? = provider["keys"] else {
-                    continue
-                }
-                for i in keys.indices {
-                    guard case .object(var key) = keys[i], var value = key["value"] else { continue }
-                    try seal(&value, path: "providers.\(name).keys[\(i)].value")
-                    key["value"] = value
-                    keys[i] = .object(key)
-                }
-                provider["keys"] = .array(keys)
+                guard case .object(var provider)? = providers[name] else { continue }
+                provider["keys"] = try sealEach(provider["keys"], path: "providers.\(name).keys")
                 providers[name] = .object(provider)
             }
             fields["providers"] = .object(providers)
         }
-        if case .array(var keys)? = fields["virtual_keys"] {
-            for i in keys.indices {
-                guard case .object(var key) = keys[i], var value = key["value"] else { continue }
-                try seal(&value, path: "virtual_keys[\(i)].value")
-                key["value"] = value
-                keys[i] = .object(key)
-            }
-            fields["virtual_keys"] = .array(keys)
-        }
+        fields["virtual_keys"] = try sealEach(fields["virtual_keys"], path: "virtual_keys")
         return sealedAny ? JSONValue.object(fields).renderedBytes() : document
     }
 }

@@ -15,12 +15,8 @@ public struct HopAuthenticator: Sendable {
     public static let maxAgeMillis: UInt64 = 30_000
 
     public init(base64ClusterKeys: [String]) {
-        keyBytes = base64ClusterKeys.compactMap { Data(base64Encoded: $0) }.map { raw in
-            HKDF<SHA256>.deriveKey(
-                inputKeyMaterial: SymmetricKey(data: raw), info: Data("bifrost inter-node requests".utf8),
-                outputByteCount: 32
-            ).withUnsafeBytes { Array($0) }
-        }
+        keyBytes = ClusterKeyDerivation.derive(
+            base64ClusterKeys: base64ClusterKeys, info: "bifrost inter-node requests")
     }
 
     public var isEnabled: Bool { !keyBytes.isEmpty }

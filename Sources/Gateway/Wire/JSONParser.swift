@@ -166,27 +166,55 @@ public enum JSONParser {
             index += count
         }
 
+        /// At `{` or `[`: steps in; false when the container is empty (and already closed).
+        mutating func enter(depth: Int, closing: UInt8) throws(JSONParseError) -> Bool {
+            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+            index += 1
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == closing else { return true }
+            index += 1
+            return false
+        }
+
+        /// After a member or item: true when another follows, false past the closing bracket.
+        mutating func another(closing: UInt8) throws(JSONParseError) -> Bool {
+            let object = closing == UInt8(ascii: "}")
+            skipWhitespace()
+            guard index < bytes.count else {
+                throw error(object ? "unexpected end of input in an object" : "unexpected end of input in an array")
+            }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                skipWhitespace()
+                return true
+            }
+            guard bytes[index] == closing else { throw error(object ? "expected ',' or '}'" : "expected ',' or ']'") }
+            index += 1
+            return false
+        }
+
+        mutating func expectKey() throws(JSONParseError) {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+        }
+
+        /// Past a key: the colon and the whitespace around it.
+        mutating func colon() throws(JSONParseError) {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            index += 1
+            skipWhitespace()
+        }
+
         /// `wanted`: the members to build and their projections; nil builds every member whole.
         mutating func parseObject(depth: Int, wanted: [String: JSONProjection]?) throws(JSONParseError) -> JSONValue {
-            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
             let top = depth == 1 && recordSpans
-            index += 1
             var fields: [String: JSONValue] = [:]
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(fields)
-            }
-            while true {
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                    throw error("expected a string key")
-                }
+            guard try enter(depth: depth, closing: UInt8(ascii: "}")) else { return .object(fields) }
+            repeat {
+                try expectKey()
                 let start = index
                 let key = try parseString()
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                index += 1
-                skipWhitespace()
+                try colon()
                 let valueStart = index
                 if let wanted {
                     if let projection = wanted[key] {
@@ -198,48 +226,22 @@ public enum JSONParser {
                     fields[key] = try parseValue(depth: depth)
                 }
                 if top { members.append(JSONMemberSpan(key: key, start: start, valueStart: valueStart, end: index)) }
-                skipWhitespace()
-                guard index < bytes.count else { throw error("unexpected end of input in an object") }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                } else if bytes[index] == UInt8(ascii: "}") {
-                    index += 1
-                    return .object(fields)
-                } else {
-                    throw error("expected ',' or '}'")
-                }
-            }
+            } while try another(closing: UInt8(ascii: "}"))
+            return .object(fields)
         }
 
         /// `item`: the projection of each item; nil builds them whole.
         mutating func parseArray(depth: Int, item: JSONProjection?) throws(JSONParseError) -> JSONValue {
-            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-            index += 1
             var items: [JSONValue] = []
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(items)
-            }
-            while true {
+            guard try enter(depth: depth, closing: UInt8(ascii: "]")) else { return .array(items) }
+            repeat {
                 if let item {
                     items.append(try parseValue(depth: depth, projection: item))
                 } else {
                     items.append(try parseValue(depth: depth))
                 }
-                skipWhitespace()
-                guard index < bytes.count else { throw error("unexpected end of input in an array") }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                    skipWhitespace()
-                } else if bytes[index] == UInt8(ascii: "]") {
-                    index += 1
-                    return .array(items)
-                } else {
-                    throw error("expected ',' or ']'")
-                }
-            }
+            } while try another(closing: UInt8(ascii: "]"))
+            return .array(items)
         }
 
         /// Checks one value as `parseValue` would, building nothing.
@@ -247,57 +249,16 @@ public enum JSONParser {
             guard index < bytes.count else { throw error("unexpected end of input") }
             switch bytes[index] {
             case UInt8(ascii: "{"):
-                guard depth + 1 <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-                index += 1
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                    index += 1
-                    return
-                }
-                while true {
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                        throw error("expected a string key")
-                    }
+                guard try enter(depth: depth + 1, closing: UInt8(ascii: "}")) else { return }
+                repeat {
+                    try expectKey()
                     try skipString()
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                    index += 1
-                    skipWhitespace()
+                    try colon()
                     try skipValue(depth: depth + 1)
-                    skipWhitespace()
-                    guard index < bytes.count else { throw error("unexpected end of input in an object") }
-                    if bytes[index] == UInt8(ascii: ",") {
-                        index += 1
-                        skipWhitespace()
-                    } else if bytes[index] == UInt8(ascii: "}") {
-                        index += 1
-                        return
-                    } else {
-                        throw error("expected ',' or '}'")
-                    }
-                }
+                } while try another(closing: UInt8(ascii: "}"))
             case UInt8(ascii: "["):
-                guard depth + 1 <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-                index += 1
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                    index += 1
-                    return
-                }
-                while true {
-                    try skipValue(depth: depth + 1)
-                    skipWhitespace()
-                    guard index < bytes.count else { throw error("unexpected end of input in an array") }
-                    if bytes[index] == UInt8(ascii: ",") {
-                        index += 1
-                        skipWhitespace()
-                    } else if bytes[index] == UInt8(ascii: "]") {
-                        index += 1
-                        return
-                    } else {
-                        throw error("expected ',' or ']'")
-                    }
-                }
+                guard try enter(depth: depth + 1, closing: UInt8(ascii: "]")) else { return }
+                repeat { try skipValue(depth: depth + 1) } while try another(closing: UInt8(ascii: "]"))
             case UInt8(ascii: "\""):
                 try skipString()
             default:
