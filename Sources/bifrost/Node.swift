@@ -40,6 +40,7 @@ final class Node: Sendable {
             config.admin.trustedKeys.compactMap { Data(base64Encoded: $0).map { Array($0) } })
         settings.views.performanceWindowMillis = max(
             1, UInt64(config.cluster.loadBalancing.performanceWindow / .milliseconds(1)))
+        settings.maxLogBytes = config.retention.maxLogBytes
         do {
             store = try EventStore.open(directory: dataDir, nodeName: nodeID, settings: settings)
         } catch let error as EventLogError {

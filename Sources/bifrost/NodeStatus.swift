@@ -37,6 +37,8 @@ extension Node: ClusterStatusSource {
 
     func servingState() -> ServingState { state.withLock { $0 } }
 
+    func logIsWritable() -> Bool { engine.recorder.isWritable }
+
     func nodes() async -> JSONValue {
         guard let gossip else {
             let bind = config.cluster.bindAddress

@@ -185,6 +185,9 @@ import Testing
             ),
             (#"{"retention": {"interval": "10ms"}}"#, "retention.interval"),
             (#"{"retention": {"horizon": "7d", "keep": true}}"#, "retention.keep"),
+            (#"{"retention": {"max_log_bytes": "10KiB"}}"#, "retention.max_log_bytes"),
+            (#"{"retention": {"max_log_bytes": "lots"}}"#, "retention.max_log_bytes"),
+            (#"{"retention": {"max_log_bytes": -5}}"#, "retention.max_log_bytes"),
         ] {
             #expect(throws: ConfigError.self, "\(text)") { try parse(text) }
             do {
@@ -193,6 +196,10 @@ import Testing
                 #expect(error.path == path, "\(text): \(error)")
             }
         }
+        #expect(defaults.retention.maxLogBytes == nil)
+        #expect(try parse(#"{"retention": {"max_log_bytes": "512MiB"}}"#).retention.maxLogBytes == 512 << 20)
+        #expect(try parse(#"{"retention": {"max_log_bytes": "2GB"}}"#).retention.maxLogBytes == 2_000_000_000)
+        #expect(try parse(#"{"retention": {"max_log_bytes": 8388608}}"#).retention.maxLogBytes == 8 << 20)
         #expect(ConfigDuration.parse("7d") == .seconds(7 * 86_400))
         #expect(ConfigDuration.parse("1d12h") == .seconds(36 * 3_600))
     }

@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import Gateway
@@ -40,7 +41,7 @@ import Testing
         recorder.record(Self.usage(2))
         #expect(recorder.pendingEvents == 4)
 
-        await recorder.flush()
+        await recorder.flush(retryingWhenFull: false)
         #expect(recorder.pendingEvents == 0)
         #expect(recorder.hasRoom)
         let events = try store.reader.events()
@@ -49,6 +50,49 @@ import Testing
             if case .rateLimitIncrement(let i) = e.payload { i.requests } else { nil }
         }
         #expect(admitted == [2])
+        try await store.close()
+    }
+
+    @Test func fullLog_isNotWritable_stillWritesWhatWasAdmitted_andReportsWhenRoomReturns() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("recorder-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var settings = EventStore.Settings()
+        settings.mapSizeBytes = 64 << 20
+        settings.maxLogBytes = 1 << 20
+        let store = try EventStore.open(directory: path, nodeName: "n1", settings: settings)
+        let changes = Mutex<[Bool]>([])
+        let recorder = EventRecorder(
+            store: store, logger: Logger(label: "test"), capacity: 100_000, retryInterval: .milliseconds(50)
+        ) { _, _ in }
+        recorder.onWritability { writable, _ in changes.withLock { $0.append(writable) } }
+        let running = Task { try await recorder.run() }
+        var n = 0
+        while recorder.isWritable {
+            try #require(n < 200_000, "the log never filled")
+            for i in 0..<200 { recorder.record(Self.usage(n + i)) }
+            n += 200
+            while recorder.pendingEvents > 0 { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(changes.withLock { $0 } == [false])
+        // Requests admitted before the log filled still record what they did.
+        recorder.record(Self.usage(-1))
+        while recorder.pendingEvents > 0 { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(
+            try store.reader.events().contains { e in
+                if case .usageRecorded(let u) = e.payload { u.requestID == "r-1" } else { false }
+            })
+        #expect(!recorder.isWritable)
+
+        try await Task.sleep(for: .milliseconds(1_100))
+        _ = try await store.compactExpired(age: .zero, nowMillis: SystemWallClock().nowMillis())
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !recorder.isWritable || changes.withLock({ $0 }).count < 2 {
+            try #require(ContinuousClock.now < deadline, "the recorder never saw the room compaction made")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(changes.withLock { $0 } == [false, true])
+        running.cancel()
+        _ = try? await running.value
         try await store.close()
     }
 

@@ -70,13 +70,14 @@ import Testing
         _ model: String = "gpt-4o-mini", runtime: RuntimeConfig, world: World = World(),
         strategy: MigrationStrategy = .completeOnOrigin, endpoint: ClientEndpoint = .chatCompletions,
         fallbacks: [String] = [], migrated: Bool = false, draining: Bool = false, overloaded: Bool = false,
-        token: Substring? = nil, goneAfter: Int? = nil
+        logFull: Bool = false, token: Substring? = nil, goneAfter: Int? = nil
     ) -> Trace {
         var world = world
         let caller = token.flatMap { runtime.virtualKeys.lookup(token: $0) }
         var machine = RequestMachine(
             request: .init(endpoint: endpoint, model: model, fallbacks: fallbacks, migrated: migrated),
-            context: .init(strategy: strategy, draining: draining, overloaded: overloaded), runtime: runtime,
+            context: .init(strategy: strategy, draining: draining, overloaded: overloaded, logFull: logFull),
+            runtime: runtime,
             caller: caller, callerRules: caller.map(GatewayEngine.rules(for:)) ?? [], seed: 7)
         var trace = Trace(machine: machine)
         var event = RequestMachine.Event.start
@@ -297,6 +298,16 @@ import Testing
         #expect(trace.actions.count == 1)
         #expect(trace.error?.code == GatewayError.overloaded().code)
         #expect(trace.effects == [.overloaded])
+    }
+
+    @Test func fullLog_answers503LogFull_beforeAdmittingAnything() throws {
+        let trace = Self.run(
+            runtime: try Self.config(providers: Self.openAI(["k1"])), strategy: .migrateToHealthy, draining: true,
+            logFull: true)
+        #expect(trace.actions.count == 1)
+        #expect(trace.error?.code == "log_full")
+        #expect(trace.error?.status == 503)
+        #expect(trace.effects == [.logFull])
     }
 
     // MARK: Fallbacks

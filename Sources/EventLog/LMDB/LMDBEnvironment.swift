@@ -143,6 +143,16 @@ public final class LMDBEnvironment: @unchecked Sendable {
         mdb_env_stat(env, &stat)
         return (info.me_last_pgno + 1) * Int(stat.ms_psize)
     }
+
+    /// Bytes of the data file's pages that hold data: `usedBytes()` less the pages on LMDB's free
+    /// list, which later transactions reuse before the file grows (what `mdb_stat -f` counts).
+    public func liveBytes() throws -> Int {
+        var stat = MDB_stat()
+        mdb_env_stat(env, &stat)
+        let used = usedBytes()
+        let free = try read { txn in try txn.freePages() }
+        return Swift.max(0, used - free * Int(stat.ms_psize))
+    }
 }
 
 /// A named database handle (`MDB_dbi`), valid for the environment's lifetime.
@@ -256,6 +266,26 @@ public struct LMDBTransaction {
             rc = mdb_cursor_get(cursor, &k, &v, step)
         }
         if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(db.name))") }
+    }
+
+    /// Pages on the free list: each record of LMDB's free database (dbi 0) is an ID list whose
+    /// first word is its length.
+    func freePages() throws -> Int {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, 0, &cursor), "mdb_cursor_open(free list)")
+        defer { mdb_cursor_close(cursor) }
+        var k = MDB_val()
+        var v = MDB_val()
+        var pages = 0
+        var rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
+        while rc == MDB_SUCCESS {
+            if v.mv_size >= MemoryLayout<Int>.size, let data = v.mv_data {
+                pages += data.loadUnaligned(as: Int.self)
+            }
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(free list)") }
+        return pages
     }
 
     /// The last key of `db`, if any.

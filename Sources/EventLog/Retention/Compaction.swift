@@ -193,6 +193,8 @@ extension Writer {
             views.withLock { Self.apply(kindDelta, to: &$0) }
         }
         compactedBefore = end
+        // The pages this step freed are room at once.
+        refreshFullness()
         return CompactionReport(
             horizon: end, eventsRemoved: removed, aggregatesWritten: written, bytesBefore: bytesBefore,
             bytesAfter: env.usedBytes())

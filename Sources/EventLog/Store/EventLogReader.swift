@@ -180,6 +180,9 @@ public final class EventLogReader: Sendable {
     /// Bytes used by the data file (cheap: no scan).
     public func usedBytes() -> Int { env.usedBytes() }
 
+    /// `usedBytes()` less the pages on LMDB's free list, which new writes reuse first.
+    public func liveBytes() throws -> Int { try env.liveBytes() }
+
     /// Number of stored events (cheap: LMDB keeps the count).
     public func eventCount() throws -> UInt64 { UInt64(try env.read { txn in try txn.count(dbs.events) }) }
 

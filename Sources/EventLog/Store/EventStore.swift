@@ -28,6 +28,8 @@ public struct EventStoreStatistics: Sendable, Equatable {
     public var checkpoints: UInt64 = 0
     /// Periodic checkpoints that failed (the views stay correct; a restart replays a longer tail).
     public var checkpointFailures: UInt64 = 0
+    /// Commits refused because the log was full (`maxLogBytes` or the file system).
+    public var refusedFull: UInt64 = 0
     public var lastSeq: UInt64 = 0
     /// Time spent in write transactions, commit included.
     public var commitTime: Duration = .zero
@@ -56,6 +58,11 @@ public final class EventStore: Sendable {
         /// … or this much time, whichever comes first (only if something changed).
         public var checkpointInterval: Duration = .seconds(30)
         public var views: ViewSettings = ViewSettings()
+        /// Once the log's live pages reach this many bytes, `isFull` is true and inserts of
+        /// peers' events fail with `.logFull`; this node's own appends are still written (the
+        /// caller stops creating them: the gateway refuses new requests). Compaction frees room.
+        /// Nil for no limit but the disk's.
+        public var maxLogBytes: Int?
 
         public init() {}
     }
@@ -182,6 +189,7 @@ public final class EventStore: Sendable {
         self.writer = Writer(
             env: env, dbs: dbs, settings: settings, view: view, hlc: hlc, lastKey: lastKey, seq: seq,
             compactedBefore: (try? reader.compactedBefore()) ?? .zero, wallClock: clock)
+        writer.refreshFullness()
         writer.start()
     }
 
@@ -285,6 +293,10 @@ public final class EventStore: Sendable {
     public var viewSnapshot: ViewState { writer.views.withLock { $0 } }
 
     public var statistics: EventStoreStatistics { writer.statistics }
+
+    /// The log holds `settings.maxLogBytes` of live pages or more: peers' events are refused,
+    /// and callers should stop creating new ones until compaction frees room.
+    public var isFull: Bool { writer.full.load(ordering: .relaxed) }
 
     /// The last HLC this node issued or observed.
     public var clockNow: HLCTimestamp { writer.currentClock }

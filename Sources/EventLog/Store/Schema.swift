@@ -75,6 +75,9 @@ public struct EventLogError: Error, Equatable, Sendable, CustomStringConvertible
         case unusablePath = "unusable_path"
         /// This user may not read the directory or its files.
         case permissionDenied = "permission_denied"
+        /// The log reached its size limit or its file system is full: writes are refused until
+        /// there is room again; reads go on.
+        case logFull = "log_full"
     }
 
     public var code: Code

@@ -286,7 +286,60 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    /// True while the log's live pages hold `settings.maxLogBytes` or more (set by the writer
+    /// after each commit and compaction step; read by anyone).
+    let full = Atomic<Bool>(false)
+
+    /// Measures the log against `settings.maxLogBytes`: only a file that reached the limit is
+    /// measured, by a walk of the free list, so the pages compaction frees count as room again.
+    func refreshFullness() {
+        guard let limit = settings.maxLogBytes else { return }
+        var live = env.usedBytes()
+        if live >= limit { live = (try? env.liveBytes()) ?? live }
+        full.store(live >= limit, ordering: .relaxed)
+    }
+
+    private func fullRefusal() -> EventLogError {
+        EventLogError(
+            .logFull, path: env.path,
+            "the log reached its limit of \(settings.maxLogBytes ?? 0) bytes (max_log_bytes); peers' events are refused until compaction frees room or the limit is raised"
+        )
+    }
+
+    /// A write that failed for want of room as `.logFull`: the file system or its quota is
+    /// full, the map cannot grow further, or a write came up short (LMDB reports a partial
+    /// page write as `EIO`, which is also how a failing disk shows). The transaction was
+    /// aborted, so the log is as before and the write can be tried again. Other errors as they are.
+    private func classified(_ error: any Error) -> any Error {
+        guard let lmdb = error as? LMDBError else { return error }
+        switch lmdb.code {
+        case ENOSPC, EDQUOT, ENOMEM, MDB_MAP_FULL:
+            return EventLogError(
+                .logFull, path: env.path,
+                "cannot grow the log: \(lmdb.message); free space on its file system to resume writing")
+        case EIO:
+            return EventLogError(
+                .logFull, path: env.path,
+                "cannot write the log: \(lmdb.message) (a full file system or a failing disk); free space or check the disk to resume writing"
+            )
+        default:
+            return error
+        }
+    }
+
     private func commit(_ group: [Request], clockBound: HLCTimestamp) {
+        var group = group
+        if full.load(ordering: .relaxed) {
+            // A full log still takes this node's own events (those of requests it admitted
+            // before it filled), but no more of its peers'.
+            let refusal = fullRefusal()
+            group.removeAll { request in
+                guard case .insert = request.completion else { return false }
+                stats.withLock { $0.refusedFull += 1 }
+                fail(request, refusal)
+                return true
+            }
+        }
         guard !group.isEmpty else { return }
         let synced = group.contains { $0.durability == .synced }
         let written: WrittenBatch
@@ -296,11 +349,14 @@ final class Writer: @unchecked Sendable {
             let elapsed = ContinuousClock.now - start
             stats.withLock { $0.commitTime += elapsed }
         } catch {
+            let error = classified(error)
+            if (error as? EventLogError)?.code == .logFull { stats.withLock { $0.refusedFull += 1 } }
             for request in group { fail(request, error) }
             return
         }
         seq = written.seq
         lastKey = written.lastKey
+        refreshFullness()
         var syncError: (any Error)?
         if synced {
             do { try env.sync() } catch { syncError = error }

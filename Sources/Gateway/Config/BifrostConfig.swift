@@ -293,6 +293,9 @@ public struct BifrostConfig: Sendable, Equatable {
         public var horizon: Duration = .seconds(7 * 86_400)
         /// How often the node compacts what passed the horizon (`interval`).
         public var interval: Duration = .seconds(60)
+        /// Once the log's live data reaches this size (`max_log_bytes`), the node refuses new
+        /// requests with 503 until compaction frees room; nil for no limit but the disk's.
+        public var maxLogBytes: Int?
     }
 
     public init() {}

@@ -56,6 +56,7 @@ extension BifrostConfig {
         if var t = try r.object("retention") {
             config.retention.horizon = try t.duration("horizon") ?? config.retention.horizon
             config.retention.interval = try t.duration("interval") ?? config.retention.interval
+            config.retention.maxLogBytes = try t.byteSize("max_log_bytes", in: (1 << 20)...(1 << 50))
             // Sliding limits read the previous minute's counters, and the weight controller the
             // previous performance windows; compaction keeps their sums, but the last two of each
             // stay event by event so `bifrost-dump` shows what they were made of.

@@ -102,6 +102,26 @@ struct ConfigReader {
         return d
     }
 
+    /// A size in bytes: a whole number, or a string with a unit (`"512MiB"`, `"2GB"`).
+    mutating func byteSize(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let v = raw(key) else { return nil }
+        let n: Int?
+        switch v {
+        case .int(let i): n = Int(exactly: i)
+        case .uint(let u): n = Int(exactly: u)
+        case .double(let d): n = Int(exactly: d)
+        case .string(let text): n = ConfigByteSize.parse(text)
+        default: n = nil
+        }
+        guard let n, range.contains(n) else {
+            throw ConfigError(
+                path: child(key),
+                "expected a size from \(ConfigByteSize.format(range.lowerBound)) to \(ConfigByteSize.format(range.upperBound)), as bytes or with a unit like \"512MiB\" or \"2GB\", got \(Self.describe(v))"
+            )
+        }
+        return n
+    }
+
     mutating func strings(_ key: String) throws(ConfigError) -> [String]? {
         guard let v = raw(key) else { return nil }
         guard case .array(let items) = v else {
@@ -183,5 +203,40 @@ public enum ConfigDuration {
         let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
         if ms % 1000 == 0 { return "\(ms / 1000)s" }
         return "\(ms)ms"
+    }
+}
+
+/// Sizes with binary (`KiB`, `MiB`, `GiB`, `TiB`) or decimal (`KB`, `MB`, `GB`, `TB`) units, or
+/// plain bytes (`B` or none).
+public enum ConfigByteSize {
+    static let units: [(String, Double)] = [
+        ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
+        ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
+    ]
+
+    public static func parse(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let number = trimmed.prefix { $0.isNumber || $0 == "." }
+        guard !number.isEmpty, let value = Double(number) else { return nil }
+        let unit = trimmed.dropFirst(number.count).trimmingCharacters(in: .whitespaces)
+        let scale: Double
+        if unit.isEmpty {
+            scale = 1
+        } else if let match = units.first(where: { $0.0.lowercased() == unit.lowercased() }) {
+            scale = match.1
+        } else {
+            return nil
+        }
+        let bytes = (value * scale).rounded()
+        guard bytes.isFinite, bytes < 9e18 else { return nil }
+        return Int(bytes)
+    }
+
+    public static func format(_ bytes: Int) -> String {
+        for (unit, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        where bytes >= scale && bytes % scale == 0 {
+            return "\(bytes / scale)\(unit)"
+        }
+        return "\(bytes) bytes"
     }
 }

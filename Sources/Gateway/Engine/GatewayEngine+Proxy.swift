@@ -57,7 +57,8 @@ extension GatewayEngine {
             request: .init(
                 endpoint: request.endpoint, model: request.model, fallbacks: request.fallbacks,
                 migrated: request.migratedFrom != nil),
-            context: .init(strategy: strategy, draining: isDraining, overloaded: !recorder.hasRoom),
+            context: .init(
+                strategy: strategy, draining: isDraining, overloaded: !recorder.hasRoom, logFull: !recorder.isWritable),
             runtime: runtime, caller: caller.virtualKey, callerRules: callerRules, seed: rng.withLock { $0.next() })
         var delivered: RequestRecord?
         var streaming = false
@@ -164,6 +165,8 @@ extension GatewayEngine {
         switch effect {
         case .overloaded:
             metrics.overloadRejected(reason: "event_queue")
+        case .logFull:
+            metrics.overloadRejected(reason: "log_full")
         case .limitRejected(let scope, let unit):
             metrics.limitRejected(scope: scope, unit: unit.rawValue)
         case .fallback(let from, let to):

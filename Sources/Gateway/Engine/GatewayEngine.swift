@@ -73,6 +73,8 @@ public final class GatewayEngine: Service, Sendable {
                 admissions.confirmAcknowledged(by: cluster)
             }
         }
+        metrics.logFull(false)
+        recorder.onWritability { [weak self] writable, reason in self?.logWritabilityChanged(writable, reason: reason) }
         for (key, reason) in runtime.unusableKeys.sorted(by: { $0.key < $1.key }) {
             logger.warning("provider key unusable", metadata: ["key.id": .string(key), "reason": .string(reason)])
         }
@@ -163,6 +165,24 @@ public final class GatewayEngine: Service, Sendable {
         let now = wallClock.nowMillis()
         routing.withLock { $0.refresh(runtime: runtime, views: view, nowMillis: now) }
     }
+
+    /// The node-local `log_full` alert: the log cannot record it, so it goes to the metrics,
+    /// the node's log output and the alert webhook.
+    func logWritabilityChanged(_ writable: Bool, reason: String) {
+        metrics.logFull(!writable)
+        metrics.alertTransition(rule: Self.logFullRule, firing: !writable)
+        guard let webhook = runtime.config.alertWebhook else { return }
+        let alert = AlertFired(
+            rule: Self.logFullRule, scope: nodeName, firing: !writable, value: writable ? 0 : 1, action: "notify",
+            detail: writable ? "the event log has room again" : reason)
+        Task {
+            if !(await upstream.postAlerts([alert], node: nodeName, to: webhook, logger: logger)) {
+                metrics.webhookFailed()
+            }
+        }
+    }
+
+    static let logFullRule = "log_full"
 
     /// Confirms the admissions every live peer acknowledged.
     func confirmAcknowledged() { admissions.confirmAcknowledged(by: cluster) }

@@ -221,6 +221,15 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
+    /// 1 while this node's event log refuses writes for lack of room.
+    public func logFull(_ full: Bool) {
+        registry.makeGauge(
+            descriptor: Self.name(
+                "bifrost_log_full",
+                help: "1 while this node's event log refuses writes (retention.max_log_bytes reached or the disk full)")
+        ).set(full ? 1.0 : 0.0)
+    }
+
     public func webhookFailed() {
         registry.makeCounter(
             descriptor: Self.name("bifrost_alert_webhook_failures_total", help: "Alert webhook deliveries that failed")

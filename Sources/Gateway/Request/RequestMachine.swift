@@ -28,6 +28,8 @@ struct RequestMachine {
         var draining = false
         /// The event writer is behind by `gateway.max_pending_events`.
         var overloaded = false
+        /// The log cannot take new events (`retention.max_log_bytes` or a full disk).
+        var logFull = false
     }
 
     /// One upstream attempt on one key.
@@ -90,6 +92,7 @@ struct RequestMachine {
 
     enum Effect: Sendable, Equatable {
         case overloaded
+        case logFull
         case limitRejected(scope: String, unit: RateLimitRejection.Unit)
         case fallback(from: String, to: String)
         case breakerPanic
@@ -195,6 +198,10 @@ struct RequestMachine {
             record.outcome = .cancelled
             return .abandon
         case (.idle, .start):
+            if context.logFull {
+                effects.append(.logFull)
+                return fail(.logFull())
+            }
             if context.overloaded {
                 effects.append(.overloaded)
                 return fail(.overloaded())

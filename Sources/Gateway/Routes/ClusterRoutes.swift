@@ -11,6 +11,8 @@ public enum ServingState: String, Sendable {
 public protocol ClusterStatusSource: Sendable {
     var nodeName: String { get }
     func servingState() -> ServingState
+    /// False while the node's event log refuses writes (it then refuses new requests).
+    func logIsWritable() -> Bool
     /// `{"nodes": [...]}` as documented for `GET /cluster/nodes`.
     func nodes() async -> JSONValue
     /// The seed's `cluster_metrics` shape for `GET /cluster/metrics`.
@@ -38,7 +40,10 @@ public enum ClusterRoutes {
         router.get("health") { _, _ -> Response in
             let state = status.servingState()
             return json(
-                .object(["status": .string(state.rawValue), "node_id": .string(status.nodeName)]),
+                .object([
+                    "status": .string(state.rawValue), "node_id": .string(status.nodeName),
+                    "log": .string(status.logIsWritable() ? "writable" : "full"),
+                ]),
                 status: state == .serving ? .ok : .serviceUnavailable)
         }
         router.get("cluster/nodes") { _, _ -> Response in json(await status.nodes()) }

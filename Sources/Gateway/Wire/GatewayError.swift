@@ -215,6 +215,17 @@ extension GatewayError {
             code: "overloaded", headers: [("retry-after", String(retryAfterSeconds))])
     }
 
+    /// The node's event log is full (`retention.max_log_bytes` or its disk): it starts nothing
+    /// it could not record, and a retry on another node is safe.
+    public static func logFull(retryAfterSeconds: Int = 5) -> GatewayError {
+        GatewayError(
+            status: 503, type: "api_error",
+            message:
+                "This gateway node cannot write its event log (the log reached its size limit or its disk is full) "
+                + "and did not start the request; send it to another node, or retry in \(retryAfterSeconds)s.",
+            code: "log_full", headers: [("retry-after", String(retryAfterSeconds))])
+    }
+
     /// A request the gateway understands but cannot carry to the chosen provider (for example
     /// tools for a model of the other API).
     public static func unsupported(_ message: String, param: String? = nil) -> GatewayError {
