@@ -13,7 +13,7 @@ SDK_PACKAGES := openai anthropic pytest pyyaml
 
 APT_PACKAGES := liblmdb-dev lmdb-utils pkg-config haproxy chromium fonts-liberation openssl
 
-.PHONY: all deps venv build build-tests test test-swift test-sdk test-ui run demo-eventlog sim bench faults lint format clean
+.PHONY: all deps venv build build-tests test test-swift test-sdk test-ui run demo-eventlog sim bench faults soak lint format clean
 
 all: build
 
@@ -82,6 +82,18 @@ bench: deps
 ## faults: the fault suite with full phases (30 s partition); figures go into the bench report.
 faults: build-tests
 	BIFROST_FAULTS_FULL=1 BIFROST_FAULTS_OUT=$(abspath $(BENCH_OUT)) $(SWIFT) test --skip-build --filter 'MultiProcess/(FaultSuiteTests|FailoverTests)'
+	python3 tools/scripts/bench_report.py $(BENCH_OUT) docs/BENCHMARKS.md
+
+## soak: release build, then a 3-node cluster at SOAK_RATE req/s with a 1-minute retention horizon
+## for SOAK_MINUTES; writes $(BENCH_OUT)/soak.json, docs/images/soak.png and the report.
+SOAK_MINUTES ?= 20
+SOAK_RATE    ?= 200
+soak: deps venv
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+	$(VENV)/bin/pip install -q --disable-pip-version-check matplotlib
+	mkdir -p $(BENCH_OUT)
+	$(RELEASE_DIR)/bifrost-bench soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) --horizon 1m --interval 5s --json > $(BENCH_OUT)/soak.json
+	$(VENV)/bin/python tools/scripts/soak_chart.py $(BENCH_OUT)/soak.json docs/images/soak.png
 	python3 tools/scripts/bench_report.py $(BENCH_OUT) docs/BENCHMARKS.md
 
 ## lint: check formatting against .swift-format.

@@ -178,9 +178,9 @@ import Testing
         let set = try parse(#"{"retention": {"horizon": "30d", "interval": "5m"}}"#)
         #expect(set.retention.horizon == .seconds(30 * 86_400) && set.retention.interval == .seconds(300))
         for (text, path) in [
-            (#"{"retention": {"horizon": "1m"}}"#, "retention.horizon"),
+            (#"{"retention": {"horizon": "30s"}}"#, "retention.horizon"),
             (
-                #"{"cluster": {"load_balancing": {"performance_window": "10m"}}, "retention": {"horizon": "15m"}}"#,
+                #"{"cluster": {"load_balancing": {"performance_window": "10m"}}, "retention": {"horizon": "5m"}}"#,
                 "retention.horizon"
             ),
             (#"{"retention": {"interval": "10ms"}}"#, "retention.interval"),
@@ -196,6 +196,7 @@ import Testing
                 #expect(error.path == path, "\(text): \(error)")
             }
         }
+        #expect(try parse(#"{"retention": {"horizon": "1m"}}"#).retention.horizon == .seconds(60))
         #expect(defaults.retention.maxLogBytes == nil)
         #expect(try parse(#"{"retention": {"max_log_bytes": "512MiB"}}"#).retention.maxLogBytes == 512 << 20)
         #expect(try parse(#"{"retention": {"max_log_bytes": "2GB"}}"#).retention.maxLogBytes == 2_000_000_000)

@@ -15,7 +15,7 @@ struct Bench: AsyncParsableCommand {
             """,
         subcommands: [
             EventLogBench.self, ReplicationBench.self, GatewayBench.self, Populate.self, AppendLoop.self,
-            PassthroughProxy.self, CompactionBench.self,
+            PassthroughProxy.self, CompactionBench.self, SoakBench.self,
         ])
 
     /// The pass-through proxy runs its tasks on the event loops, as `bifrost` does.

@@ -30,6 +30,23 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, {swift[0] if swift else 'swift ?'}"
 
 
+def previous_section(path, heading):
+    """The lines of the section of an earlier report whose heading starts with `heading`, so a
+    run that did not measure it (e.g. `make soak` alone) keeps what the last run wrote."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        text = f.read().splitlines()
+    for i, line in enumerate(text):
+        if line.startswith(heading):
+            end = next((j for j in range(i + 1, len(text)) if text[j].startswith("## ")), len(text))
+            section = text[i:end]
+            while section and not section[-1].strip():
+                section.pop()
+            return section + [""]
+    return []
+
+
 def verdict(ok):
     return "met" if ok else "**not met**"
 
@@ -68,6 +85,8 @@ def main():
             " insertion log, no watermarks and no views, and does not hash, so the ratio is the price of those.",
             "",
         ]
+    else:
+        lines += previous_section(out, "## Event log")
     c = load(folder, "compaction.json")
     if c:
         mib = lambda b: b / (1 << 20)
@@ -88,6 +107,8 @@ def main():
             " so at steady traffic it stops growing.",
             "",
         ]
+    else:
+        lines += previous_section(out, "## Retention")
     r = load(folder, "replication.json")
     if r:
         def ms(v):
@@ -112,6 +133,8 @@ def main():
             " two real LMDB logs sharing 100,000 events spread over a day; a message is one direction of a round trip.",
             "",
         ]
+    else:
+        lines += previous_section(out, "## Replication")
     g = load(folder, "gateway.json")
     if g:
         runs = g["runs"]
@@ -169,6 +192,8 @@ def main():
             f" {conns} connections the cores are saturated, so it includes the time a ready request waits for a core.",
             "",
         ]
+    else:
+        lines += previous_section(out, "## Gateway")
     faults = {name: load(folder, f"faults-{name}.json") for name in ["kill", "rolling", "weights", "partition"]}
     if any(faults.values()):
         lines += [
@@ -196,8 +221,49 @@ def main():
             lines.append(f"| one node partitioned {p['partition_seconds']:.0f} s under load (`scale`) | {p['admitted']} admitted of a {p['limit']} RPM limit"
                          f" (overshoot {p['overshoot']}, {p['overshoot_pct']:.1f} %; bound {p['bound']}); digests identical {p['convergence_seconds_after_heal']:.2f} s after the heal |")
         lines.append("")
+    else:
+        lines += previous_section(out, "## Fault suite")
+    lines += soak_section(load(folder, "soak.json"), out)
     with open(out, "w") as f:
         f.write("\n".join(lines))
+
+
+def soak_section(s, out):
+    if not s:
+        return previous_section(out, "## Soak")
+    mib = lambda b: b / 2**20  # noqa: E731
+    lines = [
+        "## Soak (`make soak`)",
+        "",
+        f"{s['nodes']} release nodes, {s['rate']} req/s of chat completions spread over them (mock provider upstream),"
+        f" `retention.horizon` {s['horizon_seconds']:.0f} s, for {s['seconds'] / 60:.1f} minutes:"
+        f" {s['requests_served']:,} requests served, {s['requests_failed']} failed. Root digests identical on every node"
+        f" after the load stopped: {'yes' if s['root_digests_identical'] else '**no**'}.",
+        "",
+        "![data.mdb, live log pages and RSS of every node over the soak](images/soak.png)",
+        "",
+        "| node | data.mdb at 1 / 2 horizons / end | growth after 2 horizons (target < 5 %) | RSS at 2 horizons / end | growth | descriptors at end | events folded by compaction |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n in s["per_node"]:
+        at = {h["horizons"]: h for h in n["at_each_horizon"]}
+        one, two = at.get(1), at.get(2)
+        disk = n.get("data_mdb_growth_after_two_horizons")
+        rss = n.get("rss_growth_after_two_horizons")
+        lines.append(
+            f"| {n['node']} | {mib(one['data_mdb_bytes']) if one else 0:.1f} / {mib(two['data_mdb_bytes']) if two else 0:.1f}"
+            f" / {mib(n['data_mdb_bytes_end']):.1f} MiB | {disk * 100:+.1f} % ({verdict(disk is not None and disk < 0.05)})"
+            f" | {mib(two['rss_bytes']) if two else 0:.0f} / {mib(n['rss_bytes_end']):.0f} MiB | {rss * 100:+.1f} % ({verdict(rss is not None and rss < 0.05)})"
+            f" | {n['descriptors_end']} | {n['compacted_events']:,} |"
+            if disk is not None and rss is not None else f"| {n['node']} | run shorter than two horizons | | | | | |")
+    lines += [
+        "",
+        f"Each node keeps about {s['live_bytes_per_request_in_horizon']:,.0f} bytes of live log per request of the last horizon"
+        " (every node holds every node's events); older requests survive only as per-window aggregates. Size a"
+        " node's volume as requests per horizon × that figure, plus headroom (`docs/OPERATIONS.md`).",
+        "",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -57,14 +57,14 @@ extension BifrostConfig {
             config.retention.horizon = try t.duration("horizon") ?? config.retention.horizon
             config.retention.interval = try t.duration("interval") ?? config.retention.interval
             config.retention.maxLogBytes = try t.byteSize("max_log_bytes", in: (1 << 20)...(1 << 50))
-            // Sliding limits read the previous minute's counters, and the weight controller the
-            // previous performance windows; compaction keeps their sums, but the last two of each
-            // stay event by event so `bifrost-dump` shows what they were made of.
-            let floor = max(.seconds(120), config.cluster.loadBalancing.performanceWindow * 2)
+            // Compaction keeps every window's sums, so views and limits read the same before and
+            // after; the current limit window and performance window stay event by event.
+            let floor = max(.seconds(60), config.cluster.loadBalancing.performanceWindow)
             if config.retention.horizon < floor {
                 throw ConfigError(
                     path: t.child("horizon"),
-                    "must be at least \(ConfigDuration.format(floor)) (two limit windows and two performance windows)")
+                    "must be at least \(ConfigDuration.format(floor)) (the limit window and cluster.load_balancing.performance_window)"
+                )
             }
             if config.retention.interval < .seconds(1) {
                 throw ConfigError(path: t.child("interval"), "must be at least 1s")
