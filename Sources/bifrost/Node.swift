@@ -41,6 +41,8 @@ final class Node: Sendable {
         settings.views.performanceWindowMillis = max(
             1, UInt64(config.cluster.loadBalancing.performanceWindow / .milliseconds(1)))
         settings.maxLogBytes = config.retention.maxLogBytes
+        // Views keep the windows of one horizon, and at least the 10 minutes the cluster metrics read.
+        settings.views.retainMillis = UInt64(max(config.retention.horizon, .seconds(600)) / .milliseconds(1))
         do {
             store = try EventStore.open(directory: dataDir, nodeName: nodeID, settings: settings)
         } catch let error as EventLogError {

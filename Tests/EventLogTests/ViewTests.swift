@@ -32,6 +32,57 @@ import Testing
         try await store.close()
     }
 
+    @Test(arguments: [1, 2, 3] as [UInt64])
+    func retainedSpan_prunesOldWindows_byARuleOfTheEventsAlone(seed: UInt64) async throws {
+        let dir = TempDir()
+        var settings = testSettings()
+        settings.views.retainMillis = 600_000
+        let events = randomEvents(
+            count: 3_000, seed: seed, origins: ["a", "b", "c"], startMillis: Self.t0, spanMillis: 3_600_000)
+        var rng = SplitMix64(seed: seed)
+        var deliveries = events + (0..<300).map { _ in events.randomElement(using: &rng)! }
+        deliveries.shuffle(using: &rng)
+        let store = try EventStore.open(directory: dir.path, nodeName: "s", settings: settings)
+        var i = 0
+        while i < deliveries.count {
+            let n = Int.random(in: 1...200, using: &rng)
+            _ = try await store.insert(Array(deliveries[i..<min(i + n, deliveries.count)]))
+            i += n
+        }
+        let live = store.viewSnapshot
+        // Shuffled arrival, a replay in log order and a pure fold in id order agree.
+        #expect(ViewCodec.encode(try store.reader.replay(settings: settings.views)) == ViewCodec.encode(live))
+        var pure = ViewState(settings: settings.views)
+        for e in events.sorted(by: { $0.id < $1.id }) { pure.apply(e) }
+        #expect(ViewCodec.encode(pure) == ViewCodec.encode(live))
+        // Only windows ending within ten minutes of the newest event remain, with the sums an
+        // unpruned fold has for them.
+        let cutoff = live.retainedAfterMillis
+        #expect(cutoff > Self.t0 + 2_400_000)
+        var full = ViewState()
+        for e in events { full.apply(e) }
+        #expect(!live.limitCounters.isEmpty && live.limitCounters.count < full.limitCounters.count)
+        #expect(live.keyPerformance.count < full.keyPerformance.count)
+        for (key, counts) in live.limitCounters {
+            #expect(key.windowStartMillis + UInt64(key.windowMillis) > cutoff)
+            #expect(full.limitCounters[key] == counts)
+        }
+        for (key, summary) in live.keyPerformance {
+            #expect(key.windowStartMillis + settings.views.performanceWindowMillis > cutoff)
+            #expect(full.keyPerformance[key] == summary)
+        }
+        #expect(
+            full.limitCounters.filter { $0.key.windowStartMillis + UInt64($0.key.windowMillis) > cutoff }
+                == live.limitCounters)
+        // The checkpoint carries the span, so a restart and the replay tool fold the same way.
+        try await store.close()
+        let reopened = try EventStore.open(directory: dir.path, nodeName: "s", settings: settings)
+        let checkpointed = try #require(try reopened.reader.checkpoint())
+        #expect(checkpointed.view.settings.retainMillis == 600_000)
+        #expect(ViewCodec.encode(reopened.viewSnapshot) == ViewCodec.encode(live))
+        try await reopened.close()
+    }
+
     @Test func counters_sumPerLimitKeyWindowAndOrigin() {
         var v = ViewState()
         let w = RateLimitIncrement(

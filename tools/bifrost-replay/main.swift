@@ -17,6 +17,9 @@ struct Replay: ParsableCommand {
             restores on start (its stored checkpoint plus the events after it), and recomputes every
             digest and compares it with the stored digest index. Exit status 1 lists the differences.
 
+            Events fold as the node folds them: with the performance window and the retained span
+            (windows older than retention.horizon are dropped) recorded in its checkpoint.
+
             Views: \(EventJSON.viewNames.joined(separator: ", ")).
 
             Examples:
@@ -61,7 +64,9 @@ struct Replay: ParsableCommand {
     func run() throws {
         let reader = try ToolSupport.openReader(dataDir, tool: "bifrost-replay")
         let names = (try? reader.nodeNames()) ?? [:]
-        var settings = ViewSettings()
+        // Fold as the node does: its performance window and retained span, from its checkpoint.
+        var settings = (try? reader.checkpoint())??.view.settings ?? ViewSettings()
+        settings.trustedConfigKeys = nil
         if !trustedKeys.isEmpty {
             settings.trustedConfigKeys = Set(trustedKeys.map { Array(Data(base64Encoded: $0)!) })
         }

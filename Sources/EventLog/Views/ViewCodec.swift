@@ -2,12 +2,14 @@
 /// comparing views byte for byte. Map entries are written in sorted key order, so equal views
 /// encode to equal bytes. Events inside registers reuse `EventCodec`.
 public enum ViewCodec {
-    public static let version: UInt8 = 1
+    /// 2 adds `retainMillis` (0 for none) after the performance window; 1 still decodes.
+    public static let version: UInt8 = 2
 
     public static func encode(_ v: ViewState) -> [UInt8] {
         var w = ByteWriter(capacity: 4096)
         w.write(version)
         w.write(varint: v.settings.performanceWindowMillis)
+        w.write(varint: v.settings.retainMillis ?? 0)
         writeCounters(v.limitCounters, &w)
         writeCounters(v.tokenCounters, &w)
         w.write(varint: UInt64(v.weights.count))
@@ -83,9 +85,17 @@ public enum ViewCodec {
     {
         var r = ByteReader(buffer)
         let v = try r.readByte("view version")
-        guard v == version else { throw DecodingError(offset: 0, reason: "unsupported view checkpoint version \(v)") }
+        guard v == 1 || v == version else {
+            throw DecodingError(offset: 0, reason: "unsupported view checkpoint version \(v)")
+        }
         var s = settings
         s.performanceWindowMillis = try r.readVarint("performance window")
+        if v >= 2 {
+            let retain = try r.readVarint("retained window span")
+            s.retainMillis = retain == 0 ? nil : retain
+        } else {
+            s.retainMillis = nil
+        }
         var view = ViewState(settings: s)
         view.limitCounters = try readCounters(&r)
         view.tokenCounters = try readCounters(&r)

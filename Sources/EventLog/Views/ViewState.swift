@@ -8,10 +8,18 @@ public struct ViewSettings: Sendable, Hashable {
     public var trustedConfigKeys: Set<[UInt8]>?
     /// Width of the key-performance windows.
     public var performanceWindowMillis: UInt64
+    /// Counter and performance windows that ended this long before the newest event folded
+    /// (rounded down to a minute) are dropped, and events for them are not counted: a rule of
+    /// the events alone, so any order of the same events folds to the same views. Nil keeps
+    /// every window.
+    public var retainMillis: UInt64?
 
-    public init(trustedConfigKeys: Set<[UInt8]>? = nil, performanceWindowMillis: UInt64 = 60_000) {
+    public init(
+        trustedConfigKeys: Set<[UInt8]>? = nil, performanceWindowMillis: UInt64 = 60_000, retainMillis: UInt64? = nil
+    ) {
         self.trustedConfigKeys = trustedConfigKeys
         self.performanceWindowMillis = performanceWindowMillis
+        self.retainMillis = retainMillis
     }
 }
 
@@ -157,10 +165,31 @@ public struct ViewState: Hashable, Sendable {
 
     public var eventCount: UInt64 { eventsByKind.values.reduce(0, +) }
 
+    /// Windows ending at or before this are not kept (see `ViewSettings.retainMillis`).
+    public var retainedAfterMillis: UInt64 { lastEvent.map { retainedAfter($0) } ?? 0 }
+
+    private func retainedAfter(_ newest: EventID) -> UInt64 {
+        guard let retain = settings.retainMillis, newest.hlc.wallMillis > retain else { return 0 }
+        return (newest.hlc.wallMillis - retain) / 60_000 * 60_000
+    }
+
+    /// Drops the windows that end at or before `cutoff`.
+    private mutating func prune(before cutoff: UInt64) {
+        limitCounters = limitCounters.filter { $0.key.windowStartMillis + UInt64($0.key.windowMillis) > cutoff }
+        tokenCounters = tokenCounters.filter { $0.key.windowStartMillis + UInt64($0.key.windowMillis) > cutoff }
+        let w = settings.performanceWindowMillis
+        keyPerformance = keyPerformance.filter { $0.key.windowStartMillis + w > cutoff }
+    }
+
     public mutating func apply(_ event: Event) {
         let origin = event.id.origin
+        let before = retainedAfterMillis
+        let cutoff = max(before, retainedAfter(event.id))
+        if cutoff > before { prune(before: cutoff) }
+        @inline(__always) func kept(_ start: UInt64, _ millis: UInt64) -> Bool { start + millis > cutoff }
         switch event.payload {
         case .rateLimitIncrement(let p):
+            guard kept(p.windowStartMillis, UInt64(p.windowMillis)) else { break }
             for key in p.keys {
                 limitCounters[
                     CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
@@ -169,22 +198,32 @@ public struct ViewState: Hashable, Sendable {
             }
         case .usageRecorded(let p):
             let tokens = UInt64(p.tokensIn) + UInt64(p.tokensOut)
-            for key in p.limitKeys {
-                tokenCounters[
-                    CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
-                    default: OriginCounts()
-                ].add(origin, tokens)
+            if kept(p.windowStartMillis, UInt64(p.windowMillis)) {
+                for key in p.limitKeys {
+                    tokenCounters[
+                        CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
+                        default: OriginCounts()
+                    ].add(origin, tokens)
+                }
             }
-            keyPerformance[performanceKey(p.keyID, event.id.hlc), default: UsageSummary()].record(p)
+            let performance = performanceKey(p.keyID, event.id.hlc)
+            if kept(performance.windowStartMillis, settings.performanceWindowMillis) {
+                keyPerformance[performance, default: UsageSummary()].record(p)
+            }
         case .usageAggregated(let p):
             let tokens = p.summary.tokensIn + p.summary.tokensOut
-            for key in p.limitKeys {
-                tokenCounters[
-                    CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
-                    default: OriginCounts()
-                ].add(origin, tokens)
+            if kept(p.windowStartMillis, UInt64(p.windowMillis)) {
+                for key in p.limitKeys {
+                    tokenCounters[
+                        CounterKey(limitKey: key, windowMillis: p.windowMillis, windowStartMillis: p.windowStartMillis),
+                        default: OriginCounts()
+                    ].add(origin, tokens)
+                }
             }
-            keyPerformance[performanceKey(p.keyID, event.id.hlc), default: UsageSummary()].merge(p.summary)
+            let performance = performanceKey(p.keyID, event.id.hlc)
+            if kept(performance.windowStartMillis, settings.performanceWindowMillis) {
+                keyPerformance[performance, default: UsageSummary()].merge(p.summary)
+            }
         case .weightChanged(let p):
             if weights[p.keyID] == nil {
                 weights[p.keyID] = LWW(value: p, event: event.id)
