@@ -191,7 +191,7 @@ public final class EventRecorder: Service, Sendable {
             switch await append(batch) {
             case .written, .dropped:
                 pending.withLock { _ in
-                    queued.subtract(batch.admissionOrder.count + batch.payloads.count, ordering: .relaxed)
+                    _ = queued.subtract(batch.admissionOrder.count + batch.payloads.count, ordering: .relaxed)
                 }
             case .full(let reason):
                 restore(batch)
