@@ -52,8 +52,7 @@ public enum AdminRoutes {
             do {
                 id = try await engine.store.append(.configUpdated(update))
             } catch {
-                return GatewayError.internalError("cannot write the configuration event: \(error)").response(
-                    api: .openAI)
+                return writeFailed(error, what: "the configuration event").response(api: .openAI)
             }
             return await written(id, kind: "config.updated", request: request, engine: engine)
         }
@@ -67,10 +66,27 @@ public enum AdminRoutes {
             } catch {
                 return error.response(api: .openAI)
             }
-            let id = try await engine.store.append(.weightChanged(change))
+            let id: EventID
+            do {
+                id = try await engine.store.append(.weightChanged(change))
+            } catch {
+                return writeFailed(error, what: "the weight change").response(api: .openAI)
+            }
             engine.metrics.weightChanged(actor: "operator")
             return await written(id, kind: "weight.changed", request: request, engine: engine)
         }
+    }
+
+    /// The answer when the log refused an operator's event: 503 while it is full, else 500.
+    static func writeFailed(_ error: any Error, what: String) -> GatewayError {
+        if let error = error as? EventLogError, error.code == .logFull {
+            return GatewayError(
+                status: 503, type: "api_error",
+                message:
+                    "The event log is full, so \(what) was not recorded: \(error.message). Retry once it has room.",
+                code: "log_full", headers: [("retry-after", "5")])
+        }
+        return .internalError("cannot write \(what): \(error)")
     }
 
     static func written(_ id: EventID, kind: String, request: Request, engine: GatewayEngine) async -> Response {
