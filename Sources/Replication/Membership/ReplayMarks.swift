@@ -51,23 +51,31 @@ public final class ReplayMarksKeeper: Service, Sendable {
 
     public func run() async throws {
         var saved: [ReplayWindow.Mark] = []
+        var failing = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
-            saved = save(unless: saved)
+            saved = save(unless: saved, failing: &failing)
         }
-        _ = save(unless: saved)
+        _ = save(unless: saved, failing: &failing)
     }
 
-    private func save(unless saved: [ReplayWindow.Mark]) -> [ReplayWindow.Mark] {
+    /// Saves the marks if they changed. A failure (a full disk, say) is logged once until a save
+    /// works again, not every interval.
+    private func save(unless saved: [ReplayWindow.Mark], failing: inout Bool) -> [ReplayWindow.Mark] {
         let marks = gossip.replayMarks()
         guard marks != saved else { return saved }
         do {
             try file.save(marks)
+            if failing { logger.notice("gossip replay marks saved again", metadata: ["file.path": .string(file.path)]) }
+            failing = false
             return marks
         } catch {
-            logger.warning(
-                "cannot save the gossip replay marks",
-                metadata: ["file.path": .string(file.path), "error": .string("\(error)")])
+            if !failing {
+                logger.warning(
+                    "cannot save the gossip replay marks; retrying every interval",
+                    metadata: ["file.path": .string(file.path), "error": .string("\(error)")])
+            }
+            failing = true
             return saved
         }
     }
