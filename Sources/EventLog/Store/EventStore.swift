@@ -50,7 +50,11 @@ public final class EventStore: Sendable {
         /// Initial LMDB map size; doubled whenever a commit hits `MDB_MAP_FULL`.
         public var mapSizeBytes: Int = 16 << 30
         public var groupCommitMaxEvents: Int = 1024
-        public var groupCommitWindow: Duration = .milliseconds(1)
+        /// How long the first batched request waits for company. Requests never wait for it (the
+        /// gateway hands its events over and goes on), so it trades only how soon events reach
+        /// the log and peers for fewer, larger commits: 4 ms instead of 1 ms cut CPU per request
+        /// by 20-30 % at 1 connection and 12-23 % on a 3-node cluster at 64 (interleaved A/B).
+        public var groupCommitWindow: Duration = .milliseconds(4)
         /// Remote HLCs further ahead of local time than this are quarantined (DESIGN §2).
         public var maxClockOffsetMillis: UInt64 = 500
         /// Write a view checkpoint after this many new events …
