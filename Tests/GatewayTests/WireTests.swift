@@ -370,6 +370,6 @@ import Testing
     @Test func usage_anthropicCacheTokens_countAsInput() throws {
         let usage = try json(
             #"{"input_tokens":10,"cache_creation_input_tokens":50,"cache_read_input_tokens":1000,"output_tokens":5}"#)
-        #expect(Usage(anthropic: usage) == Usage(input: 1060, output: 5))
+        #expect(Usage(anthropic: usage) == Usage(input: 1060, output: 5, cacheRead: 1000, cacheWrite: 50))
     }
 }

@@ -20,18 +20,28 @@ struct Replay: ParsableCommand {
             Events fold as the node folds them: with the performance window and the retained span
             (windows older than retention.horizon are dropped) recorded in its checkpoint.
 
-            Views: \(EventJSON.viewNames.joined(separator: ", ")).
+            Views: \(EventJSON.viewNames.joined(separator: ", ")), and spend.
+
+            --view spend answers what each virtual key and each provider key spent, by model: the
+            requests, token classes and cost (USD, exact in micro-USD; unpriced requests counted
+            apart) of the usage whose one-minute window starts in [--since, --until). It reads the
+            usage events alone, so every node with the same log prints the same. It is printed only
+            when asked for.
 
             Examples:
               bifrost-replay ./data/node-1 --view limits --until 2026-11-25T04:00:00Z
+              bifrost-replay ./data/node-1 --view spend --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z
               bifrost-replay ./data/node-1 --verify
             """)
 
     @Argument(help: "The node's data directory.")
     var dataDir: String
 
-    @Option(help: "Replay events at or before T only (RFC 3339 time or raw HLC).")
+    @Option(help: "Replay events at or before T only (RFC 3339 time or raw HLC); for spend, usage before T.")
     var until: String?
+
+    @Option(help: "For spend: usage from T on (RFC 3339 time or raw HLC).")
+    var since: String?
 
     @Option(name: .customLong("view"), help: "Print only this view (repeatable).")
     var views: [String] = []
@@ -49,9 +59,16 @@ struct Replay: ParsableCommand {
     var pretty = false
 
     func validate() throws {
-        for view in views where !EventJSON.viewNames.contains(view) {
+        for view in views where !EventJSON.viewNames.contains(view) && view != Self.spendView {
             throw ValidationError(
-                "--view '\(view)' is not a view; use one of \(EventJSON.viewNames.joined(separator: ", "))")
+                "--view '\(view)' is not a view; use one of \((EventJSON.viewNames + [Self.spendView]).joined(separator: ", "))"
+            )
+        }
+        if since != nil && !views.contains(Self.spendView) {
+            throw ValidationError("--since applies to --view spend only")
+        }
+        if verify && since != nil {
+            throw ValidationError("--verify checks the whole log; drop --since")
         }
         if verify && until != nil {
             throw ValidationError("--verify checks the whole log; drop --until")
@@ -80,11 +97,18 @@ struct Replay: ParsableCommand {
         if verify {
             return try runVerify(reader, replayed: view, settings: settings, names: names, only: only)
         }
+        var rendered = EventJSON.views(view, only: only, names: names)
+        if only?.contains(Self.spendView) == true, case .object(var fields) = rendered {
+            let from = try since.map { try ToolSupport.time($0, option: "--since") } ?? .zero
+            fields[Self.spendView] = EventJSON.spend(
+                try spend(reader, sinceMillis: from.wallMillis, untilMillis: limit == .max ? .max : limit.wallMillis))
+            rendered = .object(fields)
+        }
         let output = JSONValue.object([
             "as_of": limit == .max ? .null : .uint(limit.rawValue),
             "as_of_time": limit == .max ? .null : .string(EventJSON.rfc3339(millis: limit.wallMillis)),
             "events_folded": .uint(view.eventCount),
-            "views": EventJSON.views(view, only: only, names: names),
+            "views": rendered,
         ])
         ToolSupport.printLine(output.rendered(pretty: pretty))
         if isatty(STDERR_FILENO) == 1 {
@@ -92,6 +116,19 @@ struct Replay: ParsableCommand {
             FileHandle.standardError.write(
                 Data(String(format: "replayed %llu events in %.2f s\n", view.eventCount, seconds).utf8))
         }
+    }
+
+    static let spendView = "spend"
+
+    /// The usage events alone, folded into a spend report.
+    func spend(_ reader: EventLogReader, sinceMillis: UInt64, untilMillis: UInt64) throws -> SpendReport {
+        var report = SpendReport(sinceMillis: sinceMillis, untilMillis: untilMillis)
+        let kinds: Set<UInt8> = [EventKind.usageRecorded.rawValue, EventKind.usageAggregated.rawValue]
+        _ = try reader.scan(EventFilter(kinds: kinds)) { event in
+            report.add(event)
+            return true
+        }
+        return report
     }
 
     func runVerify(

@@ -45,6 +45,17 @@ public enum EventCodec {
             w.write(varint: UInt64(p.latencyMicros))
             w.write(varint: UInt64(p.status))
             w.write(p.outcome.rawValue)
+            // Appended in schema 2: the token classes and the cost.
+            w.write(varint: UInt64(p.cacheReadTokens))
+            w.write(varint: UInt64(p.cacheWriteTokens))
+            w.write(varint: UInt64(p.reasoningTokens))
+            if let cost = p.costMicros {
+                w.write(UInt8(1))
+                w.write(varint: cost)
+            } else {
+                w.write(UInt8(0))
+            }
+            w.write(p.priceVersion)
         case .weightChanged(let p):
             w.write(p.keyID)
             w.write(p.oldWeight)
@@ -81,6 +92,10 @@ public enum EventCodec {
             }
             w.write(varint: UInt64(s.latencyBuckets.count))
             for v in s.latencyBuckets { w.write(varint: v) }
+            // Appended in schema 2: the token classes and the cost.
+            for v in [s.cacheReadTokens, s.cacheWriteTokens, s.reasoningTokens, s.costMicros, s.unpricedRequests] {
+                w.write(varint: v)
+            }
         case .unknown(_, let bytes):
             w.write(bytes: bytes)
         }
@@ -145,11 +160,18 @@ public enum EventCodec {
             guard let outcome = UsageOutcome(rawValue: outcomeByte) else {
                 throw DecodingError(offset: outcomeOffset, reason: "unknown usage outcome \(outcomeByte)")
             }
-            payload = .usageRecorded(
-                UsageRecorded(
-                    requestID: requestID, keyID: keyID, model: model, limitKeys: limitKeys,
-                    windowStartMillis: windowStart, windowMillis: window, tokensIn: tokensIn, tokensOut: tokensOut,
-                    latencyMicros: latency, status: status, outcome: outcome))
+            var usage = UsageRecorded(
+                requestID: requestID, keyID: keyID, model: model, limitKeys: limitKeys,
+                windowStartMillis: windowStart, windowMillis: window, tokensIn: tokensIn, tokensOut: tokensOut,
+                latencyMicros: latency, status: status, outcome: outcome)
+            if r.remaining > 0 {
+                usage.cacheReadTokens = try r.readVarint(UInt32.self, "cache_read_tokens")
+                usage.cacheWriteTokens = try r.readVarint(UInt32.self, "cache_write_tokens")
+                usage.reasoningTokens = try r.readVarint(UInt32.self, "reasoning_tokens")
+                if try r.readByte("priced") != 0 { usage.costMicros = try r.readVarint("cost_micro_usd") }
+                usage.priceVersion = try r.readString("price_version")
+            }
+            payload = .usageRecorded(usage)
         case .weightChanged:
             payload = .weightChanged(
                 WeightChanged(
@@ -199,6 +221,13 @@ public enum EventCodec {
                     reason: "expected \(UsageSummary.bucketCount) latency buckets, found \(buckets)")
             }
             for i in 0..<UsageSummary.bucketCount { s.latencyBuckets[i] = try r.readVarint("latency_bucket") }
+            if r.remaining > 0 {
+                s.cacheReadTokens = try r.readVarint("cache_read_tokens")
+                s.cacheWriteTokens = try r.readVarint("cache_write_tokens")
+                s.reasoningTokens = try r.readVarint("reasoning_tokens")
+                s.costMicros = try r.readVarint("cost_micro_usd")
+                s.unpricedRequests = try r.readVarint("unpriced_requests")
+            }
             payload = .usageAggregated(
                 UsageAggregated(
                     keyID: keyID, model: model, limitKeys: limitKeys, windowStartMillis: windowStart,

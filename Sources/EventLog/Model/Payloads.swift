@@ -65,12 +65,29 @@ public struct UsageRecorded: Hashable, Sendable {
     /// HTTP status returned to the client.
     public var status: UInt16
     public var outcome: UsageOutcome
+    /// The part of `tokensIn` read from the provider's prompt cache.
+    public var cacheReadTokens: UInt32
+    /// The part of `tokensIn` written to the provider's prompt cache.
+    public var cacheWriteTokens: UInt32
+    /// The part of `tokensOut` spent on reasoning.
+    public var reasoningTokens: UInt32
+    /// What the request cost in micro-USD; nil when its model has no price (unpriced, which is
+    /// not $0) and for events written before requests were priced.
+    public var costMicros: UInt64?
+    /// The version of the price table `costMicros` was computed with (`PriceBook.version`).
+    public var priceVersion: String
 
     public init(
         requestID: String, keyID: String, model: String, limitKeys: [String], windowStartMillis: UInt64,
         windowMillis: UInt32, tokensIn: UInt32, tokensOut: UInt32, latencyMicros: UInt32, status: UInt16,
-        outcome: UsageOutcome
+        outcome: UsageOutcome, cacheReadTokens: UInt32 = 0, cacheWriteTokens: UInt32 = 0, reasoningTokens: UInt32 = 0,
+        costMicros: UInt64? = nil, priceVersion: String = ""
     ) {
+        self.cacheReadTokens = cacheReadTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.reasoningTokens = reasoningTokens
+        self.costMicros = costMicros
+        self.priceVersion = priceVersion
         self.requestID = requestID
         self.keyID = keyID
         self.model = model
@@ -191,6 +208,14 @@ public struct UsageSummary: Hashable, Sendable, Codable {
     public var latencySumMicros: UInt64 = 0
     public var latencyMaxMicros: UInt64 = 0
     public var latencyBuckets: [UInt64] = Array(repeating: 0, count: UsageSummary.bucketCount)
+    /// The token classes within `tokensIn` and `tokensOut`.
+    public var cacheReadTokens: UInt64 = 0
+    public var cacheWriteTokens: UInt64 = 0
+    public var reasoningTokens: UInt64 = 0
+    /// The cost of the priced requests, in micro-USD.
+    public var costMicros: UInt64 = 0
+    /// Requests whose model had no price: their cost is unknown, not in `costMicros`.
+    public var unpricedRequests: UInt64 = 0
 
     public init() {}
 
@@ -208,6 +233,14 @@ public struct UsageSummary: Hashable, Sendable, Codable {
         latencySumMicros += UInt64(usage.latencyMicros)
         latencyMaxMicros = Swift.max(latencyMaxMicros, UInt64(usage.latencyMicros))
         latencyBuckets[Self.bucket(forLatencyMicros: UInt64(usage.latencyMicros))] += 1
+        cacheReadTokens += UInt64(usage.cacheReadTokens)
+        cacheWriteTokens += UInt64(usage.cacheWriteTokens)
+        reasoningTokens += UInt64(usage.reasoningTokens)
+        if let cost = usage.costMicros {
+            costMicros += cost
+        } else if usage.outcome == .success {
+            unpricedRequests += 1
+        }
     }
 
     public mutating func merge(_ other: UsageSummary) {
@@ -220,6 +253,11 @@ public struct UsageSummary: Hashable, Sendable, Codable {
         for i in 0..<Swift.min(latencyBuckets.count, other.latencyBuckets.count) {
             latencyBuckets[i] += other.latencyBuckets[i]
         }
+        cacheReadTokens += other.cacheReadTokens
+        cacheWriteTokens += other.cacheWriteTokens
+        reasoningTokens += other.reasoningTokens
+        costMicros += other.costMicros
+        unpricedRequests += other.unpricedRequests
     }
 
     public var averageLatencyMillis: Double {

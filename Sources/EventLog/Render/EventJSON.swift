@@ -72,7 +72,13 @@ public enum EventJSON {
                 "window_start_ms": .uint(p.windowStartMillis), "window_ms": .uint(UInt64(p.windowMillis)),
                 "tokens_in": .uint(UInt64(p.tokensIn)), "tokens_out": .uint(UInt64(p.tokensOut)),
                 "latency_ms": .double(Double(p.latencyMicros) / 1000), "status": .uint(UInt64(p.status)),
-                "outcome": .string(p.outcome.name),
+                "outcome": .string(p.outcome.name), "cache_read_tokens": .uint(UInt64(p.cacheReadTokens)),
+                "cache_write_tokens": .uint(UInt64(p.cacheWriteTokens)),
+                "reasoning_tokens": .uint(UInt64(p.reasoningTokens)),
+                "cost_micro_usd": p.costMicros.map(JSONValue.uint) ?? .null,
+                "cost_usd": p.costMicros.map { .double(Double($0) / 1e6) } ?? .null,
+                "priced": .bool(p.costMicros != nil),
+                "price_version": .string(p.priceVersion),
             ])
         case .weightChanged(let p):
             return .object([
@@ -115,6 +121,9 @@ public enum EventJSON {
             "max_latency_ms": .double(Double(s.latencyMaxMicros) / 1000),
             "p50_latency_ms_le": .double(s.latencyQuantileMillis(0.5)),
             "p99_latency_ms_le": .double(s.latencyQuantileMillis(0.99)),
+            "cache_read_tokens": .uint(s.cacheReadTokens), "cache_write_tokens": .uint(s.cacheWriteTokens),
+            "reasoning_tokens": .uint(s.reasoningTokens), "cost_micro_usd": .uint(s.costMicros),
+            "cost_usd": .double(Double(s.costMicros) / 1e6), "unpriced_requests": .uint(s.unpricedRequests),
         ])
     }
 

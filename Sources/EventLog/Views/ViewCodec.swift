@@ -2,8 +2,9 @@
 /// comparing views byte for byte. Map entries are written in sorted key order, so equal views
 /// encode to equal bytes. Events inside registers reuse `EventCodec`.
 public enum ViewCodec {
-    /// 2 adds `retainMillis` (0 for none) after the performance window; 1 still decodes.
-    public static let version: UInt8 = 2
+    /// 2 adds `retainMillis` (0 for none) after the performance window; 3 adds the token
+    /// classes and the cost to each performance summary. Earlier versions still decode.
+    public static let version: UInt8 = 3
 
     public static func encode(_ v: ViewState) -> [UInt8] {
         var w = ByteWriter(capacity: 4096)
@@ -28,6 +29,9 @@ public enum ViewCodec {
                 w.write(varint: x)
             }
             for x in s.latencyBuckets { w.write(varint: x) }
+            for x in [s.cacheReadTokens, s.cacheWriteTokens, s.reasoningTokens, s.costMicros, s.unpricedRequests] {
+                w.write(varint: x)
+            }
         }
         w.write(varint: UInt64(v.alerts.count))
         for key in v.alerts.keys.sorted() {
@@ -85,7 +89,7 @@ public enum ViewCodec {
     {
         var r = ByteReader(buffer)
         let v = try r.readByte("view version")
-        guard v == 1 || v == version else {
+        guard (1...version).contains(v) else {
             throw DecodingError(offset: 0, reason: "unsupported view checkpoint version \(v)")
         }
         var s = settings
@@ -123,6 +127,13 @@ public enum ViewCodec {
             summary.latencySumMicros = try r.readVarint()
             summary.latencyMaxMicros = try r.readVarint()
             for i in 0..<UsageSummary.bucketCount { summary.latencyBuckets[i] = try r.readVarint() }
+            if v >= 3 {
+                summary.cacheReadTokens = try r.readVarint("cache_read_tokens")
+                summary.cacheWriteTokens = try r.readVarint("cache_write_tokens")
+                summary.reasoningTokens = try r.readVarint("reasoning_tokens")
+                summary.costMicros = try r.readVarint("cost_micro_usd")
+                summary.unpricedRequests = try r.readVarint("unpriced_requests")
+            }
             view.keyPerformance[key] = summary
         }
         for _ in 0..<(try r.readVarint("alerts")) {

@@ -212,6 +212,8 @@ public struct BifrostConfig: Sendable, Equatable {
         public var models: [String]
         public var weight: Double
         public var limits: Limits
+        /// Prices this key charges, over the configuration's (`keys[].pricing.models`).
+        public var pricing = PriceSheet()
     }
 
     public enum ProviderType: String, CaseIterable, Sendable {
@@ -285,6 +287,21 @@ public struct BifrostConfig: Sendable, Equatable {
     /// that recorded it.
     public var alertWebhook: String?
     public var retention = Retention()
+    /// What requests cost (`pricing`): over the shipped table, an operator's file and per-model
+    /// entries.
+    public var pricing = Pricing()
+
+    public struct Pricing: Sendable, Equatable {
+        /// A price table in LiteLLM's `model_prices_and_context_window.json` shape
+        /// (`pricing.file`), read when the configuration is loaded.
+        public var file: String?
+        /// What `file` holds.
+        public var fileSheet = PriceSheet()
+        /// Per-model prices over the file and the shipped table, field by field (`pricing.models`).
+        public var models = PriceSheet()
+
+        public init() {}
+    }
 
     /// How long the log keeps counter and usage events one by one (`retention`); older ones
     /// are folded into per-window aggregates that every view sums the same way.

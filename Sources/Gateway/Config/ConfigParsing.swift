@@ -71,9 +71,33 @@ extension BifrostConfig {
             }
             try t.finish()
         }
+        if var p = try r.object("pricing") { config.pricing = try parsePricing(&p) }
         try r.finish()
         try config.validate()
         return config
+    }
+
+    static func parsePricing(_ p: inout ConfigReader) throws(ConfigError) -> Pricing {
+        var pricing = Pricing()
+        if let file = try p.string("file") {
+            let bytes: [UInt8]
+            do {
+                bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+            } catch {
+                throw ConfigError(
+                    path: p.child("file"), "cannot read \"\(file)\" (\((error as NSError).localizedDescription))")
+            }
+            pricing.file = file
+            pricing.fileSheet = try PriceSheet(json: bytes, strict: false, path: "\(p.child("file")) (\(file))")
+        }
+        pricing.models = try parsePriceModels(&p)
+        try p.finish()
+        return pricing
+    }
+
+    static func parsePriceModels(_ p: inout ConfigReader) throws(ConfigError) -> PriceSheet {
+        guard let models = p.raw("models") else { return PriceSheet() }
+        return try PriceSheet(models, strict: true, path: p.child("models"))
     }
 
     static func jsonProblem(_ error: any Error) -> String {
@@ -255,9 +279,16 @@ extension BifrostConfig {
                 if models.isEmpty { throw ConfigError(path: "\(path).models", "list the models this key serves") }
                 let weight = try k.double("weight", in: 0...1_000_000) ?? 1
                 let limits = try parseLimits(&k)
+                var pricing = PriceSheet()
+                if var kp = try k.object("pricing") {
+                    pricing = try parsePriceModels(&kp)
+                    try kp.finish()
+                }
                 try k.finish()
                 keys.append(
-                    ProviderKey(id: id, value: SecretValue(secret), models: models, weight: weight, limits: limits))
+                    ProviderKey(
+                        id: id, value: SecretValue(secret), models: models, weight: weight, limits: limits,
+                        pricing: pricing))
             }
             try r.finish()
             providers.append(

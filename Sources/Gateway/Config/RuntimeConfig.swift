@@ -6,13 +6,15 @@ import Logging
 /// read-only by every request.
 ///
 /// The node's file config supplies it at start; a `config.updated` event (signed by a trusted
-/// operator key) replaces `providers`, `virtual_keys`, `gateway` and `alerts` cluster-wide. The
-/// `cluster` and `admin` sections stay node-local: a log event can never change which keys a
-/// node trusts.
+/// operator key) replaces `providers`, `virtual_keys`, `gateway`, `alerts` and `pricing`
+/// cluster-wide. The `cluster` and `admin` sections stay node-local: a log event can never
+/// change which keys a node trusts.
 public final class RuntimeConfig: Sendable {
     public let config: BifrostConfig
     public let catalog: Catalog
     public let virtualKeys: VirtualKeyTable
+    /// What each target charges, and which are unpriced.
+    public let prices: PriceBook
     /// Provider-key secrets resolved from the environment; a key whose `env.NAME` is unset is
     /// missing here and never routed to.
     let secrets: [String: String]
@@ -28,6 +30,7 @@ public final class RuntimeConfig: Sendable {
         self.config = config
         self.sourceEvent = sourceEvent
         catalog = Catalog(config.providers)
+        prices = PriceBook(catalog: catalog, pricing: config.pricing)
         virtualKeys = try VirtualKeyTable(config.virtualKeys, environment: environment, sealer: sealer)
         var secrets: [String: String] = [:]
         var unusable: [String: String] = [:]
@@ -56,6 +59,7 @@ public final class RuntimeConfig: Sendable {
         merged.gateway = update.gateway
         merged.alerts = update.alerts
         merged.alertWebhook = update.alertWebhook
+        merged.pricing = update.pricing
         return try RuntimeConfig(merged, sourceEvent: sourceEvent, environment: environment, sealer: sealer)
     }
 

@@ -166,6 +166,14 @@ extension GatewayEngine {
         guard let target else { return }
         metrics.tokens(
             input: record.usage.input, output: record.usage.output, provider: target.provider, model: target.model)
+        let prices = runtime.prices
+        let cost = prices.microUSD(record.usage, keyID: target.keyID, model: target.model)
+        if let cost {
+            metrics.cost(
+                microUSD: cost, provider: target.provider, model: target.model, virtualKey: record.virtualKey ?? "none")
+        } else if record.outcome == .success {
+            metrics.unpriced(provider: target.provider, model: target.model)
+        }
         let now = wallClock.nowMillis()
         let tokens = UInt64(max(0, record.usage.input + record.usage.output))
         let tokenRules = rules.filter { $0.tokensPerWindow != nil }
@@ -182,13 +190,19 @@ extension GatewayEngine {
         // A request that ended on a failed attempt was recorded with that attempt.
         guard !(record.failedAttemptRecorded && record.outcome != .success) else { return }
         let latency = record.attemptLatency ?? total
+        // The caller's virtual key is named even when it has no limits: spend is charged to it.
+        var limitKeys = rules.map(\.key)
+        if let name = record.virtualKey, !limitKeys.contains("vk:\(name)") { limitKeys.insert("vk:\(name)", at: 0) }
         recorder.record(
             .usageRecorded(
                 UsageRecorded(
-                    requestID: "", keyID: target.keyID, model: target.model, limitKeys: rules.map(\.key),
+                    requestID: "", keyID: target.keyID, model: target.model, limitKeys: limitKeys,
                     windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000,
                     tokensIn: UInt32(clamping: record.usage.input), tokensOut: UInt32(clamping: record.usage.output),
                     latencyMicros: UInt32(clamping: latency.wholeMicroseconds), status: UInt16(clamping: record.status),
-                    outcome: record.outcome)))
+                    outcome: record.outcome, cacheReadTokens: UInt32(clamping: record.usage.cacheRead),
+                    cacheWriteTokens: UInt32(clamping: record.usage.cacheWrite),
+                    reasoningTokens: UInt32(clamping: record.usage.reasoning), costMicros: cost,
+                    priceVersion: cost == nil ? "" : prices.version)))
     }
 }

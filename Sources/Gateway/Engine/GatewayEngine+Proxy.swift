@@ -230,13 +230,16 @@ extension GatewayEngine {
             case .connectFailed: (502, .upstreamError)
             }
         let now = wallClock.nowMillis()
+        // Nothing was billed for a refused attempt: a priced target records $0, an unpriced one no cost.
+        let prices = runtime.prices
+        let priced = prices.price(keyID: target.keyID, model: target.model) != nil
         recorder.record(
             .usageRecorded(
                 UsageRecorded(
                     requestID: "", keyID: target.keyID, model: target.model, limitKeys: [],
                     windowStartMillis: now / 60_000 * 60_000, windowMillis: 60_000, tokensIn: 0, tokensOut: 0,
                     latencyMicros: UInt32(clamping: latency.wholeMicroseconds), status: UInt16(clamping: status),
-                    outcome: usageOutcome)))
+                    outcome: usageOutcome, costMicros: priced ? 0 : nil, priceVersion: priced ? prices.version : "")))
     }
 
     /// The provider's error code (`error.code`, else `error.type`) of a refused attempt, for the

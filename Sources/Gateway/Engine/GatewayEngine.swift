@@ -81,6 +81,18 @@ public final class GatewayEngine: Service, Sendable {
         if !runtime.virtualKeys.isEnabled {
             logger.warning("no virtual_keys configured: the API is open to any client that reaches this node")
         }
+        reportPrices(runtime)
+    }
+
+    /// Flags every configured target without a price: its requests are served and counted as
+    /// unpriced, never as $0.
+    func reportPrices(_ runtime: RuntimeConfig) {
+        metrics.unpricedTargets(runtime.prices.unpriced.count)
+        for (keyID, model) in runtime.prices.unpriced {
+            logger.warning(
+                "model has no price: its requests are recorded as unpriced; add it under pricing.models",
+                metadata: ["key.id": .string(keyID), "model": .string(model)])
+        }
     }
 
     /// The file config, or the newest trusted `config.updated` already in the log.
@@ -155,6 +167,7 @@ public final class GatewayEngine: Service, Sendable {
                     document: update.value.document, into: baseConfig, sourceEvent: update.event, sealer: sealer)
                 runtimeState.withLock { $0 = runtime }
                 logger.info("configuration applied", metadata: ["event.id": .string("\(update.event)")])
+                reportPrices(runtime)
             } catch {
                 metrics.configRejected()
                 logger.error(

@@ -27,6 +27,8 @@ public final class GatewayMetrics: Sendable {
     private let upstreamLatencies = SeriesCache<DurationHistogram>()
     private let firstTokens = SeriesCache<DurationHistogram>()
     private let tokenCounters = SeriesCache<Counter>()
+    private let costCounters = SeriesCache<Counter>()
+    private let unpricedCounters = SeriesCache<Counter>()
     /// The breaker state last published per key: the gauges change only when it does.
     private let breakerStates = Mutex<[String: String]>([:])
 
@@ -113,6 +115,39 @@ public final class GatewayMetrics: Sendable {
                     ])
             }.increment(by: Int64(count))
         }
+    }
+
+    /// What a priced request cost; virtual keys are named by their configured name.
+    public func cost(microUSD: UInt64, provider: String, model: String, virtualKey: String) {
+        costCounters([provider, model, virtualKey]) {
+            registry.makeCounter(
+                descriptor: Self.name(
+                    "bifrost_cost_usd_total",
+                    help: "What priced requests cost in USD, by provider, model and virtual key"),
+                labels: [
+                    ("provider", Self.label(provider)), ("model", Self.label(model)),
+                    ("virtual_key", Self.label(virtualKey)),
+                ])
+        }.increment(by: Double(microUSD) / 1_000_000)
+    }
+
+    /// A request served by a target with no price: its cost is unknown.
+    public func unpriced(provider: String, model: String) {
+        unpricedCounters([provider, model]) {
+            registry.makeCounter(
+                descriptor: Self.name(
+                    "bifrost_unpriced_requests_total",
+                    help: "Requests served by a model with no price (cost unknown, not counted as $0)"),
+                labels: [("provider", Self.label(provider)), ("model", Self.label(model))])
+        }.increment()
+    }
+
+    /// Configured targets with no price.
+    public func unpricedTargets(_ count: Int) {
+        registry.makeGauge(
+            descriptor: Self.name(
+                "bifrost_unpriced_targets", help: "Configured (provider key, model) pairs with no price"), labels: []
+        ).set(Int64(count))
     }
 
     public func retry(reason: String) {

@@ -171,6 +171,7 @@ struct RequestMachine {
         self.runtime = runtime
         self.caller = caller
         self.callerRules = callerRules
+        record.virtualKey = caller?.name
         rng = SplitMix64(seed: seed)
     }
 

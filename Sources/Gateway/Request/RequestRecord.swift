@@ -2,6 +2,8 @@ import EventLog
 
 /// What one request did, for its `usage.recorded` event and metrics.
 struct RequestRecord: Sendable {
+    /// The virtual key the request ran under, nil when the API is open.
+    var virtualKey: String?
     var target: ModelTarget?
     /// The limit rules of `target` (its key's and its provider/model's), as admitted.
     var targetRules: [LimitRule] = []

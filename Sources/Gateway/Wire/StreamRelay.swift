@@ -84,14 +84,13 @@ public struct StreamRelay: Sendable {
         switch event.event {
         case "message_start":
             if let json = try? JSONValue(parsing: Array(event.data.utf8)) {
-                let u = Usage(anthropic: json["message"]?["usage"])
-                usage.input = u.input
-                usage.output = max(usage.output, u.output)
+                let output = usage.output
+                usage = Usage(anthropic: json["message"]?["usage"])
+                usage.output = max(usage.output, output)
             }
         case "message_delta":
             if let json = try? JSONValue(parsing: Array(event.data.utf8)) {
-                if let out = json["usage"]?["output_tokens"]?.intValue { usage.output = out }
-                if let input = json["usage"]?["input_tokens"]?.intValue, input > 0 { usage.input = input }
+                usage.absorb(anthropicDelta: json["usage"])
             }
         case "content_block_delta": sawContent = true
         case "message_stop": finished = true
@@ -130,7 +129,7 @@ public struct StreamRelay: Sendable {
             let message = json["message"]
             id = message?["id"]?.stringValue ?? "bifrost"
             if let m = message?["model"]?.stringValue { model = m }
-            usage.input = Usage(anthropic: message?["usage"]).input
+            usage = Usage(anthropic: message?["usage"])
             started = true
             return chunk(delta: .object(["role": .string("assistant"), "content": .string("")]), finishReason: nil)
         case "content_block_delta":
@@ -138,8 +137,7 @@ public struct StreamRelay: Sendable {
             sawContent = true
             return chunk(delta: .object(["content": .string(text)]), finishReason: nil)
         case "message_delta":
-            if let out = json["usage"]?["output_tokens"]?.intValue { usage.output = out }
-            if let input = json["usage"]?["input_tokens"]?.intValue, input > 0 { usage.input = input }
+            usage.absorb(anthropicDelta: json["usage"])
             finishReason = Translate.openAIFinishReason(json["delta"]?["stop_reason"]?.stringValue)
             return chunk(delta: .object([:]), finishReason: finishReason)
         case "message_stop":
@@ -205,9 +203,7 @@ public struct StreamRelay: Sendable {
                     "delta": .object([
                         "stop_reason": .string(Translate.anthropicStopReason(finishReason)), "stop_sequence": .null,
                     ]),
-                    "usage": .object([
-                        "input_tokens": .int(Int64(usage.input)), "output_tokens": .int(Int64(usage.output)),
-                    ]),
+                    "usage": usage.anthropicJSON,
                 ]).rendered()
             ).bytes
             + SSEEvent(event: "message_stop", data: #"{"type":"message_stop"}"#).bytes

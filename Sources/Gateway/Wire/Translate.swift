@@ -155,28 +155,52 @@ public enum Translate {
     }
 }
 
-/// Tokens a request used, as either API reports them.
+/// Tokens a request used, as either API reports them, by the classes providers bill apart.
+///
+/// `input` and `output` are totals (what token limits are charged with): `input` includes the
+/// prompt-cache reads and writes, `output` the reasoning tokens. OpenAI reports totals with the
+/// cached and reasoning parts as details; Anthropic reports `input_tokens` without the cache
+/// classes, which are added here once each.
 public struct Usage: Sendable, Equatable {
     public var input: Int = 0
     public var output: Int = 0
+    /// Input read from the provider's prompt cache.
+    public var cacheRead: Int = 0
+    /// Input written to the provider's prompt cache (Anthropic's cache creation).
+    public var cacheWrite: Int = 0
+    /// Output spent on reasoning.
+    public var reasoning: Int = 0
 
-    public init(input: Int = 0, output: Int = 0) {
+    public init(input: Int = 0, output: Int = 0, cacheRead: Int = 0, cacheWrite: Int = 0, reasoning: Int = 0) {
         self.input = input
         self.output = output
+        self.cacheRead = cacheRead
+        self.cacheWrite = cacheWrite
+        self.reasoning = reasoning
     }
 
     public init(openAI usage: JSONValue?) {
-        input = usage?["prompt_tokens"]?.intValue ?? 0
-        output = usage?["completion_tokens"]?.intValue ?? 0
+        input = max(0, usage?["prompt_tokens"]?.intValue ?? 0)
+        output = max(0, usage?["completion_tokens"]?.intValue ?? 0)
+        cacheRead = min(input, max(0, usage?["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0))
+        reasoning = min(output, max(0, usage?["completion_tokens_details"]?["reasoning_tokens"]?.intValue ?? 0))
     }
 
-    /// Anthropic counts prompt-cache reads and writes apart from `input_tokens`; all of them
-    /// are input the key was charged for.
     public init(anthropic usage: JSONValue?) {
-        input =
-            (usage?["input_tokens"]?.intValue ?? 0) + (usage?["cache_creation_input_tokens"]?.intValue ?? 0)
-            + (usage?["cache_read_input_tokens"]?.intValue ?? 0)
-        output = usage?["output_tokens"]?.intValue ?? 0
+        cacheWrite = max(0, usage?["cache_creation_input_tokens"]?.intValue ?? 0)
+        cacheRead = max(0, usage?["cache_read_input_tokens"]?.intValue ?? 0)
+        input = max(0, usage?["input_tokens"]?.intValue ?? 0) + cacheWrite + cacheRead
+        output = max(0, usage?["output_tokens"]?.intValue ?? 0)
+    }
+
+    /// A `message_delta` event's usage: the output so far, and the input classes when it
+    /// restates them.
+    public mutating func absorb(anthropicDelta usage: JSONValue?) {
+        if let out = usage?["output_tokens"]?.intValue { output = max(0, out) }
+        guard let inputTokens = usage?["input_tokens"]?.intValue, inputTokens > 0 else { return }
+        cacheWrite = max(0, usage?["cache_creation_input_tokens"]?.intValue ?? cacheWrite)
+        cacheRead = max(0, usage?["cache_read_input_tokens"]?.intValue ?? cacheRead)
+        input = inputTokens + cacheWrite + cacheRead
     }
 
     /// From a whole response body of either API.
@@ -184,14 +208,29 @@ public struct Usage: Sendable, Equatable {
         self = api == .openAI ? Usage(openAI: response["usage"]) : Usage(anthropic: response["usage"])
     }
 
+    /// Input neither read from nor written to a prompt cache.
+    public var uncachedInput: Int { max(0, input - cacheRead - cacheWrite) }
+    /// Output other than reasoning.
+    public var visibleOutput: Int { max(0, output - reasoning) }
+
     var openAIJSON: JSONValue {
-        .object([
+        var fields: [String: JSONValue] = [
             "prompt_tokens": .int(Int64(input)), "completion_tokens": .int(Int64(output)),
             "total_tokens": .int(Int64(input + output)),
-        ])
+        ]
+        if cacheRead > 0 { fields["prompt_tokens_details"] = .object(["cached_tokens": .int(Int64(cacheRead))]) }
+        if reasoning > 0 {
+            fields["completion_tokens_details"] = .object(["reasoning_tokens": .int(Int64(reasoning))])
+        }
+        return .object(fields)
     }
 
     var anthropicJSON: JSONValue {
-        .object(["input_tokens": .int(Int64(input)), "output_tokens": .int(Int64(output))])
+        var fields: [String: JSONValue] = [
+            "input_tokens": .int(Int64(uncachedInput)), "output_tokens": .int(Int64(output)),
+        ]
+        if cacheRead > 0 { fields["cache_read_input_tokens"] = .int(Int64(cacheRead)) }
+        if cacheWrite > 0 { fields["cache_creation_input_tokens"] = .int(Int64(cacheWrite)) }
+        return .object(fields)
     }
 }
