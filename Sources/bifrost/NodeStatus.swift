@@ -97,6 +97,7 @@ extension Node: ClusterStatusSource {
                 "provider_performance": engine.providerPerformance(view: view, nowMillis: now),
             ]),
             "limits": engine.limitCounters(view: view, nowMillis: now),
+            "spend": engine.spendMetrics(view: view, nowMillis: now),
             "weights": .object(engine.currentWeights.mapValues { .double($0) }),
             "alerts": Self.activeAlerts(view),
         ])

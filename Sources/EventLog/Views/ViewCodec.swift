@@ -3,7 +3,8 @@
 /// encode to equal bytes. Events inside registers reuse `EventCodec`.
 public enum ViewCodec {
     /// 2 adds `retainMillis` (0 for none) after the performance window; 3 adds the token
-    /// classes and the cost to each performance summary. Earlier versions still decode.
+    /// classes and the cost to each performance summary, and the spend counters at the end.
+    /// Earlier versions still decode.
     public static let version: UInt8 = 3
 
     public static func encode(_ v: ViewState) -> [UInt8] {
@@ -54,6 +55,7 @@ public enum ViewCodec {
             w.write(bigEndian: last.hlc.rawValue)
             w.write(bigEndian: last.origin.rawValue)
         }
+        writeCounters(v.spend, &w)
         return w.bytes
     }
 
@@ -160,6 +162,7 @@ public enum ViewCodec {
                 hlc: HLCTimestamp(rawValue: try r.readBigEndianUInt64()),
                 origin: NodeID(rawValue: try r.readBigEndianUInt64()))
         }
+        if v >= 3 { view.spend = try readCounters(&r) }
         return view
     }
 

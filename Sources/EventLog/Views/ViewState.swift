@@ -149,6 +149,11 @@ public struct ViewState: Hashable, Sendable {
     public var config: LWW<ConfigUpdated>?
     /// Usage per provider key and performance window.
     public var keyPerformance: [PerformanceKey: UsageSummary] = [:]
+    /// What priced requests cost, in micro-USD per origin: per account (`vk:<name>` for the
+    /// virtual key, `pk:<key id>` for the provider key) and UTC day (`windowMillis` one day),
+    /// and all time (`windowMillis` and `windowStartMillis` 0). Days are kept for
+    /// `spendDaysKept` days before the newest event; all-time sums are kept always.
+    public var spend: [CounterKey: OriginCounts] = [:]
     public var alerts: [AlertKey: LWW<AlertFired>] = [:]
     /// The latest observed state of every member (audit).
     public var members: [String: LWW<MembershipChanged>] = [:]
@@ -164,6 +169,44 @@ public struct ViewState: Hashable, Sendable {
     }
 
     public var eventCount: UInt64 { eventsByKind.values.reduce(0, +) }
+
+    public static let dayMillis: UInt64 = 86_400_000
+    /// Days of spend kept: enough for the longest budget period (a calendar month) and the one
+    /// before it.
+    public static let spendDaysKept: UInt64 = 62
+
+    /// The spend counter of `account` for the UTC day starting at `dayStartMillis`.
+    public static func spendKey(_ account: String, dayStartMillis: UInt64) -> CounterKey {
+        CounterKey(limitKey: account, windowMillis: UInt32(dayMillis), windowStartMillis: dayStartMillis)
+    }
+
+    /// The all-time spend counter of `account`.
+    public static func spendTotalKey(_ account: String) -> CounterKey {
+        CounterKey(limitKey: account, windowMillis: 0, windowStartMillis: 0)
+    }
+
+    /// Days that ended this long before the newest event are dropped, and not counted.
+    private func spendKeptAfter(_ newest: EventID) -> UInt64 {
+        let span = Self.spendDaysKept * Self.dayMillis
+        guard newest.hlc.wallMillis > span else { return 0 }
+        return (newest.hlc.wallMillis - span) / Self.dayMillis * Self.dayMillis
+    }
+
+    private mutating func addSpend(
+        _ micros: UInt64, origin: NodeID, keyID: String, limitKeys: [String], windowStart: UInt64, cutoff: UInt64
+    ) {
+        guard micros > 0 else { return }
+        let day = windowStart / Self.dayMillis * Self.dayMillis
+        let keptDay = day + Self.dayMillis > cutoff
+        let virtualKey = limitKeys.first { $0.hasPrefix("vk:") }
+        for account in [virtualKey, "pk:" + keyID] {
+            guard let account else { continue }
+            spend[Self.spendTotalKey(account), default: OriginCounts()].add(origin, micros)
+            if keptDay {
+                spend[Self.spendKey(account, dayStartMillis: day), default: OriginCounts()].add(origin, micros)
+            }
+        }
+    }
 
     /// Windows ending at or before this are not kept (see `ViewSettings.retainMillis`).
     public var retainedAfterMillis: UInt64 { lastEvent.map { retainedAfter($0) } ?? 0 }
@@ -186,6 +229,11 @@ public struct ViewState: Hashable, Sendable {
         let before = retainedAfterMillis
         let cutoff = max(before, retainedAfter(event.id))
         if cutoff > before { prune(before: cutoff) }
+        let spendBefore = lastEvent.map { spendKeptAfter($0) } ?? 0
+        let spendCutoff = max(spendBefore, spendKeptAfter(event.id))
+        if spendCutoff > spendBefore {
+            spend = spend.filter { $0.key.windowMillis == 0 || $0.key.windowStartMillis + Self.dayMillis > spendCutoff }
+        }
         @inline(__always) func kept(_ start: UInt64, _ millis: UInt64) -> Bool { start + millis > cutoff }
         switch event.payload {
         case .rateLimitIncrement(let p):
@@ -210,6 +258,11 @@ public struct ViewState: Hashable, Sendable {
             if kept(performance.windowStartMillis, settings.performanceWindowMillis) {
                 keyPerformance[performance, default: UsageSummary()].record(p)
             }
+            if let cost = p.costMicros {
+                addSpend(
+                    cost, origin: origin, keyID: p.keyID, limitKeys: p.limitKeys, windowStart: p.windowStartMillis,
+                    cutoff: spendCutoff)
+            }
         case .usageAggregated(let p):
             let tokens = p.summary.tokensIn + p.summary.tokensOut
             if kept(p.windowStartMillis, UInt64(p.windowMillis)) {
@@ -224,6 +277,9 @@ public struct ViewState: Hashable, Sendable {
             if kept(performance.windowStartMillis, settings.performanceWindowMillis) {
                 keyPerformance[performance, default: UsageSummary()].merge(p.summary)
             }
+            addSpend(
+                p.summary.costMicros, origin: origin, keyID: p.keyID, limitKeys: p.limitKeys,
+                windowStart: p.windowStartMillis, cutoff: spendCutoff)
         case .weightChanged(let p):
             if weights[p.keyID] == nil {
                 weights[p.keyID] = LWW(value: p, event: event.id)

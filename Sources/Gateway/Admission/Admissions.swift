@@ -28,6 +28,26 @@ struct ViewCounts: PeerCounts {
     func ownTokens(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64 {
         counts(key, windowStart: windowStart, windowMillis: windowMillis, tokens: true)?.count(for: local) ?? 0
     }
+
+    /// The spend counters of `[start, end)`: all time, or the days in it.
+    private func spend(_ account: String, start: UInt64, end: UInt64, _ value: (OriginCounts) -> UInt64) -> UInt64 {
+        if start == 0 && end == .max { return view.spend[ViewState.spendTotalKey(account)].map(value) ?? 0 }
+        var total: UInt64 = 0
+        var day = start
+        while day < end {
+            if let c = view.spend[ViewState.spendKey(account, dayStartMillis: day)] { total &+= value(c) }
+            day += ViewState.dayMillis
+        }
+        return total
+    }
+
+    func peerSpend(account: String, start: UInt64, end: UInt64) -> UInt64 {
+        spend(account, start: start, end: end) { $0.total - $0.count(for: local) }
+    }
+
+    func ownSpend(account: String, start: UInt64, end: UInt64) -> UInt64 {
+        spend(account, start: start, end: end) { $0.count(for: local) }
+    }
 }
 
 /// The limiter and the admissions awaiting confirmation, shared with the event recorder.

@@ -12,16 +12,19 @@ public struct LimitRule: Sendable, Hashable {
     public var tokensPerWindow: UInt64?
     public var windowMillis: UInt64
     public var mode: Mode
+    /// The key's spend budget (`budget`): the key is the account its spend is counted under.
+    public var budget: BudgetLimit?
 
     public init(
         key: String, requestsPerWindow: UInt64?, tokensPerWindow: UInt64?, windowMillis: UInt64 = 60_000,
-        mode: Mode = .fixed
+        mode: Mode = .fixed, budget: BudgetLimit? = nil
     ) {
         self.key = key
         self.requestsPerWindow = requestsPerWindow
         self.tokensPerWindow = tokensPerWindow
         self.windowMillis = windowMillis
         self.mode = mode
+        self.budget = budget
     }
 }
 
@@ -32,6 +35,15 @@ public protocol PeerCounts {
     func ownRequests(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64
     func peerTokens(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64
     func ownTokens(key: String, windowStart: UInt64, windowMillis: UInt64) -> UInt64
+    /// Priced spend of `account` in micro-USD over `[start, end)` (whole UTC days; `[0, .max)`
+    /// for all time), from other origins and from this node.
+    func peerSpend(account: String, start: UInt64, end: UInt64) -> UInt64
+    func ownSpend(account: String, start: UInt64, end: UInt64) -> UInt64
+}
+
+extension PeerCounts {
+    public func peerSpend(account: String, start: UInt64, end: UInt64) -> UInt64 { 0 }
+    public func ownSpend(account: String, start: UInt64, end: UInt64) -> UInt64 { 0 }
 }
 
 /// A limit's figures for the `x-ratelimit-*` headers.
@@ -40,12 +52,16 @@ public struct LimitStatus: Sendable, Equatable {
     public var remaining: UInt64
     /// Milliseconds until one more request (or token) is available again.
     public var resetMillis: UInt64
+    /// For a budget: when its period ends (Unix ms); nil for a budget without a period.
+    public var resetAtMillis: UInt64? = nil
 }
 
 /// Why a request was refused.
 public struct RateLimitRejection: Sendable, Equatable {
     public enum Unit: String, Sendable {
         case requests, tokens
+        /// Micro-USD of a budget; `status.resetMillis` is `.max` for a budget without a period.
+        case budget
     }
 
     public var rule: LimitRule
@@ -100,6 +116,7 @@ public struct ClusterLimiter: Sendable {
 
     private var counters: [CounterID: Counter] = [:]
     private var withUnconfirmed: Set<CounterID> = []
+    private var budgets = BudgetCounters()
     private var nextSeq: UInt64 = 1
     private var admissionsSincePrune = 0
 
@@ -108,13 +125,25 @@ public struct ClusterLimiter: Sendable {
     /// Counters held (for tests and metrics).
     public var counterCount: Int { counters.count }
 
+    /// Admits one request under `rules`. `estimateMicros` is what the request may cost, held
+    /// against every budget among the rules until `release(seq:)`; `knownNodes` above
+    /// `liveNodes` means a partition, during which budgets keep to this side's share.
     public mutating func admit(
-        rules: [LimitRule], nowMillis: UInt64, liveNodes: Int, counts: some PeerCounts
+        rules: [LimitRule], nowMillis: UInt64, liveNodes: Int, knownNodes: Int = 0, estimateMicros: UInt64 = 0,
+        counts: some PeerCounts
     )
         -> AdmissionDecision
     {
         let live = UInt64(max(1, liveNodes))
+        let known = max(live, UInt64(max(0, knownNodes)))
         for rule in rules {
+            if let budget = rule.budget,
+                let refusal = budgets.check(
+                    rule, budget, estimate: estimateMicros, nowMillis: nowMillis, live: live, known: known,
+                    counts: counts)
+            {
+                return refusal
+            }
             let start = nowMillis / rule.windowMillis * rule.windowMillis
             if let tokenLimit = rule.tokensPerWindow {
                 let used = tokensUsed(rule, nowMillis: nowMillis, counts: counts)
@@ -165,13 +194,48 @@ public struct ClusterLimiter: Sendable {
             }
             windows.append((rule.key, start))
         }
+        for rule in rules {
+            guard let budget = rule.budget else { continue }
+            budgets.hold(rule.key, budget, estimate: estimateMicros, seq: seq, nowMillis: nowMillis, counts: counts)
+        }
         admissionsSincePrune += 1
         if admissionsSincePrune >= 1024 { prune(nowMillis: nowMillis) }
         return .admitted(seq: seq, windows: windows)
     }
 
+    /// The admission `seq` finished: what it held against budgets is released.
+    public mutating func release(seq: UInt64) {
+        budgets.release(seq: seq)
+    }
+
+    /// Charges a finished request's cost to the budgets among `rules`. Returns the sequence
+    /// number its `usage.recorded` event carries when peers must confirm it (more than one
+    /// node known), nil otherwise.
+    public mutating func recordSpend(
+        rules: [LimitRule], micros: UInt64, nowMillis: UInt64, liveNodes: Int, knownNodes: Int = 0,
+        counts: some PeerCounts
+    ) -> UInt64? {
+        let tracked = max(liveNodes, knownNodes) > 1
+        let charged = rules.filter { $0.budget != nil }
+        guard micros > 0, !charged.isEmpty else { return nil }
+        let seq = nextSeq
+        nextSeq += 1
+        for rule in charged {
+            budgets.charge(
+                rule.key, rule.budget!, micros: micros, seq: tracked ? seq : nil, nowMillis: nowMillis, counts: counts)
+        }
+        return tracked ? seq : nil
+    }
+
+    /// What is left of a budget now, for headers and metrics.
+    public mutating func budgetStatus(rule: LimitRule, nowMillis: UInt64, counts: some PeerCounts) -> LimitStatus? {
+        guard let budget = rule.budget else { return nil }
+        return budgets.status(rule.key, budget, nowMillis: nowMillis, counts: counts)
+    }
+
     /// Every admission up to `seq` is now known to every live peer.
     public mutating func confirm(through seq: UInt64) {
+        budgets.confirm(through: seq)
         for id in withUnconfirmed {
             var counter = counters[id]!
             var dropped = 0
@@ -223,6 +287,7 @@ public struct ClusterLimiter: Sendable {
         admissionsSincePrune = 0
         counters = counters.filter { id, _ in id.windowStart + 2 * id.windowMillis > nowMillis }
         withUnconfirmed = withUnconfirmed.filter { counters[$0] != nil }
+        budgets.prune(nowMillis: nowMillis)
     }
 
     // MARK: Counting

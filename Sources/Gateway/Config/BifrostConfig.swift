@@ -214,6 +214,8 @@ public struct BifrostConfig: Sendable, Equatable {
         public var limits: Limits
         /// Prices this key charges, over the configuration's (`keys[].pricing.models`).
         public var pricing = PriceSheet()
+        /// What this key may spend per period, across the cluster (`keys[].budget`).
+        public var budget: BudgetLimit?
     }
 
     public enum ProviderType: String, CaseIterable, Sendable {
@@ -260,6 +262,8 @@ public struct BifrostConfig: Sendable, Equatable {
         public var value: SecretValue
         public var models: [String]
         public var limits: Limits
+        /// What this key may spend per period, across the cluster (`budget`).
+        public var budget: BudgetLimit?
     }
 
     public struct Admin: Sendable, Equatable {

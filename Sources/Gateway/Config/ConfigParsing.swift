@@ -279,6 +279,7 @@ extension BifrostConfig {
                 if models.isEmpty { throw ConfigError(path: "\(path).models", "list the models this key serves") }
                 let weight = try k.double("weight", in: 0...1_000_000) ?? 1
                 let limits = try parseLimits(&k)
+                let budget = try parseBudget(&k)
                 var pricing = PriceSheet()
                 if var kp = try k.object("pricing") {
                     pricing = try parsePriceModels(&kp)
@@ -288,7 +289,7 @@ extension BifrostConfig {
                 keys.append(
                     ProviderKey(
                         id: id, value: SecretValue(secret), models: models, weight: weight, limits: limits,
-                        pricing: pricing))
+                        pricing: pricing, budget: budget))
             }
             try r.finish()
             providers.append(
@@ -342,8 +343,24 @@ extension BifrostConfig {
         }
         let models = try v.strings("models") ?? ["*"]
         let limits = try parseLimits(&v)
+        let budget = try parseBudget(&v)
         try v.finish()
-        return VirtualKey(name: name, value: SecretValue(secret), models: models, limits: limits)
+        return VirtualKey(name: name, value: SecretValue(secret), models: models, limits: limits, budget: budget)
+    }
+
+    /// `budget: {"max_usd": 25.0, "period": "1mo"}`.
+    static func parseBudget(_ r: inout ConfigReader) throws(ConfigError) -> BudgetLimit? {
+        guard var b = try r.object("budget") else { return nil }
+        guard let usd = try b.double("max_usd", in: 0.000001...1_000_000_000) else {
+            throw ConfigError(path: b.child("max_usd"), "required: the most the key may spend per period, in USD")
+        }
+        guard let period = try b.enumValue("period", BudgetPeriod.self) else {
+            throw ConfigError(
+                path: b.child("period"),
+                "required: one of \(BudgetPeriod.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
+        }
+        try b.finish()
+        return BudgetLimit(maxMicros: UInt64((usd * 1_000_000).rounded()), period: period)
     }
 
     /// Cross-field rules.

@@ -9,6 +9,7 @@ public struct VirtualKeyTable: Sendable {
         public var name: String
         public var models: [ModelPattern]
         public var limits: BifrostConfig.Limits
+        public var budget: BudgetLimit? = nil
     }
 
     private let byDigest: [[UInt8]: Entry]
@@ -28,7 +29,7 @@ public struct VirtualKeyTable: Sendable {
                 throw ConfigError(path: "virtual_keys[\(i)].value", key.value.unresolvedReason)
             }
             table[Array(SHA256.hash(data: Array(token.utf8)))] = Entry(
-                name: key.name, models: key.models.map(ModelPattern.init), limits: key.limits)
+                name: key.name, models: key.models.map(ModelPattern.init), limits: key.limits, budget: key.budget)
         }
         byDigest = table
     }

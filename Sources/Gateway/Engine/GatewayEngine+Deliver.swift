@@ -156,6 +156,9 @@ extension GatewayEngine {
     /// are the caller's and the serving target's limit rules.
     func finish(_ request: ClientRequest, rules: [LimitRule], record: RequestRecord, started: ContinuousClock.Instant) {
         let total = ContinuousClock.now - started
+        if !record.budgetHolds.isEmpty {
+            admissions.limiter.withLock { limiter in for seq in record.budgetHolds { limiter.release(seq: seq) } }
+        }
         metrics.overhead(max(.zero, total - record.upstreamTime))
         let target = record.target
         // Label values come from the configuration, never from what a client made up: a model
@@ -175,6 +178,7 @@ extension GatewayEngine {
             metrics.unpriced(provider: target.provider, model: target.model)
         }
         let now = wallClock.nowMillis()
+        let spendSeq = cost.flatMap { chargeBudgets(rules, micros: $0, nowMillis: now) }
         let tokens = UInt64(max(0, record.usage.input + record.usage.output))
         let tokenRules = rules.filter { $0.tokensPerWindow != nil }
         if tokens > 0 && !tokenRules.isEmpty {
@@ -203,6 +207,31 @@ extension GatewayEngine {
                     outcome: record.outcome, cacheReadTokens: UInt32(clamping: record.usage.cacheRead),
                     cacheWriteTokens: UInt32(clamping: record.usage.cacheWrite),
                     reasoningTokens: UInt32(clamping: record.usage.reasoning), costMicros: cost,
-                    priceVersion: cost == nil ? "" : prices.version)))
+                    priceVersion: cost == nil ? "" : prices.version)), seq: spendSeq)
+    }
+
+    /// Charges a finished request's cost to the budgets among its rules, and publishes what is
+    /// left of the virtual key's; returns the limiter sequence its usage event carries when
+    /// peers must confirm the spend.
+    func chargeBudgets(_ rules: [LimitRule], micros: UInt64, nowMillis: UInt64) -> UInt64? {
+        let budgeted = rules.filter { $0.budget != nil }
+        guard !budgeted.isEmpty else { return nil }
+        let live = max(1, cluster.liveNodeCount)
+        let known = max(live, cluster.knownNodeCount)
+        let localID = store.nodeID
+        let (seq, remaining) = store.withViews { view in
+            admissions.limiter.withLock { limiter in
+                let counts = ViewCounts(view: view, local: localID)
+                let seq = limiter.recordSpend(
+                    rules: budgeted, micros: micros, nowMillis: nowMillis, liveNodes: live, knownNodes: known,
+                    counts: counts)
+                let remaining = budgeted.filter { $0.key.hasPrefix("vk:") }.compactMap { rule in
+                    limiter.budgetStatus(rule: rule, nowMillis: nowMillis, counts: counts).map { (rule.key, $0) }
+                }
+                return (seq, remaining)
+            }
+        }
+        for (key, status) in remaining { metrics.budgetRemaining(virtualKey: String(key.dropFirst(3)), status) }
+        return seq
     }
 }

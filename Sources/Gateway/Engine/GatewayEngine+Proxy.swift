@@ -62,9 +62,12 @@ extension GatewayEngine {
             runtime: runtime, caller: caller.virtualKey, callerRules: callerRules, seed: rng.withLock { $0.next() })
         var delivered: RequestRecord?
         var streaming = false
+        // Admissions that hold an estimate against a budget, released when the request ends.
+        var budgetHolds: [UInt64] = []
         defer {
             if !streaming {
-                let record = delivered ?? machine.record
+                var record = delivered ?? machine.record
+                record.budgetHolds = budgetHolds
                 metrics.requestEnded()
                 finish(request, rules: callerRules + record.targetRules, record: record, started: started)
             }
@@ -81,7 +84,11 @@ extension GatewayEngine {
             for effect in step.effects { perform(effect) }
             switch step.action {
             case .admit(let rules):
-                event = .admission(await admitWaiting(rules))
+                let budgeted = rules.contains { $0.budget != nil }
+                let estimate = budgeted ? Self.estimatedCost(request, runtime: runtime) : 0
+                let (rejection, seq) = await admitWaiting(rules, estimateMicros: estimate)
+                if budgeted, let seq { budgetHolds.append(seq) }
+                event = .admission(rejection)
             case .migrate:
                 peerResponse = await migrate(request, caller: caller, strategy: strategy)
                 event = .migration(status: peerResponse.map { Int($0.status.code) })
@@ -111,6 +118,7 @@ extension GatewayEngine {
             case .deliver(let attempt):
                 guard let response else { return GatewayError.internalError("no upstream response").response(api: api) }
                 var record = machine.record
+                record.budgetHolds = budgetHolds
                 let (answer, isStream) = await deliver(
                     response, request: request, target: attempt.target, upstreamAPI: attempt.upstreamAPI,
                     callerRules: callerRules, targetRules: attempt.rules, record: &record, sent: sent)
@@ -200,20 +208,39 @@ extension GatewayEngine {
     ///
     /// The wait sleeps until the next confirmation (peers acknowledged more admissions) and
     /// tries again; at the deadline it tries once more, for a window that turned meanwhile.
-    func admitWaiting(_ rules: [LimitRule]) async -> RateLimitRejection? {
-        guard !rules.isEmpty else { return nil }
+    func admitWaiting(_ rules: [LimitRule], estimateMicros: UInt64 = 0) async -> (RateLimitRejection?, seq: UInt64?) {
+        guard !rules.isEmpty else { return (nil, nil) }
         let deadline = ContinuousClock.now + .milliseconds(250)
         var expired = false
         while true {
             let seen = admissions.confirmed.generation
-            switch admit(rules) {
-            case .admitted: return nil
-            case .rejected(let rejection): return rejection
+            switch admit(rules, estimateMicros: estimateMicros) {
+            case .admitted(let seq, _): return (nil, seq)
+            case .rejected(let rejection): return (rejection, nil)
             case .awaitConfirmation(let rejection):
-                if expired { return rejection }
+                if expired { return (rejection, nil) }
                 expired = !(await admissions.confirmed.wait(after: seen, until: deadline))
             }
         }
+    }
+
+    /// Output tokens a request without `max_tokens` is estimated at, for budgets.
+    static let defaultOutputEstimate = 256
+
+    /// What a request may cost, held against its budgets while it runs: its body as input
+    /// (about 4 bytes a token) and its `max_tokens` (else `defaultOutputEstimate`) as output, at
+    /// the dearest price among the keys that may serve its model; 0 when none is priced.
+    static func estimatedCost(_ request: ClientRequest, runtime: RuntimeConfig) -> UInt64 {
+        guard let targets = runtime.catalog.resolve(request.model)?.targets else { return 0 }
+        let output = max(0, request.fields["max_tokens"]?.intValue ?? defaultOutputEstimate)
+        let usage = Usage(input: max(1, request.original.count / 4), output: output)
+        var dearest: UInt64 = 0
+        for t in targets {
+            if let cost = runtime.prices.microUSD(usage, keyID: t.keyID, model: t.model) {
+                dearest = max(dearest, cost)
+            }
+        }
+        return dearest
     }
 
     /// A failed attempt counts against its key's error rate even when another key then serves

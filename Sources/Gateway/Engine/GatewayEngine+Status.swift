@@ -71,4 +71,45 @@ extension GatewayEngine {
     static func percent(_ part: UInt64, of total: UInt64) -> Double {
         total == 0 ? 0 : round(Double(part) / Double(total) * 100, 1)
     }
+
+    /// `/cluster/metrics` `spend`: what each virtual key and provider key spent, all time and, for
+    /// those with a budget, in the budget's current period, from the spend view (the same on
+    /// every node once converged).
+    public func spendMetrics(view: ViewState, nowMillis: UInt64) -> JSONValue {
+        let runtime = self.runtime
+        var budgets: [String: BudgetLimit] = [:]
+        for key in runtime.config.virtualKeys { if let b = key.budget { budgets["vk:\(key.name)"] = b } }
+        for provider in runtime.config.providers {
+            for key in provider.keys { if let b = key.budget { budgets["pk:\(key.id)"] = b } }
+        }
+        var accounts = Set(budgets.keys)
+        for key in view.spend.keys where key.windowMillis == 0 { accounts.insert(key.limitKey) }
+        let counts = ViewCounts(view: view, local: store.nodeID)
+        func usd(_ micros: UInt64) -> JSONValue { .double(Double(micros) / 1_000_000) }
+        var virtualKeys: [String: JSONValue] = [:]
+        var providerKeys: [String: JSONValue] = [:]
+        for account in accounts {
+            let total =
+                counts.ownSpend(account: account, start: 0, end: .max)
+                + counts.peerSpend(account: account, start: 0, end: .max)
+            var fields: [String: JSONValue] = ["total_usd": usd(total), "total_micro_usd": .uint(total)]
+            if let budget = budgets[account] {
+                let window = budget.period.window(containing: nowMillis)
+                let spent =
+                    counts.ownSpend(account: account, start: window.start, end: window.end)
+                    + counts.peerSpend(account: account, start: window.start, end: window.end)
+                fields["budget"] = .object([
+                    "max_usd": usd(budget.maxMicros), "period": .string(budget.period.rawValue),
+                    "period_start": .string(EventJSON.rfc3339(millis: window.start)),
+                    "resets_at": window.end == .max ? .null : .string(EventJSON.rfc3339(millis: window.end)),
+                    "spent_usd": usd(spent), "spent_micro_usd": .uint(spent),
+                    "remaining_usd": usd(budget.maxMicros > spent ? budget.maxMicros - spent : 0),
+                ])
+            }
+            let name = String(account.dropFirst(3))
+            if account.hasPrefix("vk:") { virtualKeys[name] = .object(fields) }
+            if account.hasPrefix("pk:") { providerKeys[name] = .object(fields) }
+        }
+        return .object(["virtual_keys": .object(virtualKeys), "provider_keys": .object(providerKeys)])
+    }
 }

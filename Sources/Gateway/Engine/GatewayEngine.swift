@@ -204,23 +204,25 @@ public final class GatewayEngine: Service, Sendable {
 
     /// The limit rules of a virtual key.
     static func rules(for key: VirtualKeyTable.Entry) -> [LimitRule] {
-        rules(prefix: "vk:\(key.name)", key.limits)
+        rules(prefix: "vk:\(key.name)", key.limits, budget: key.budget)
     }
 
-    static func rules(prefix: String, _ limits: BifrostConfig.Limits) -> [LimitRule] {
-        guard !limits.isEmpty else { return [] }
+    static func rules(prefix: String, _ limits: BifrostConfig.Limits, budget: BudgetLimit? = nil) -> [LimitRule] {
+        guard !limits.isEmpty || budget != nil else { return [] }
         return [
             LimitRule(
                 key: prefix, requestsPerWindow: limits.rpm.map(UInt64.init),
                 tokensPerWindow: limits.tpm.map(UInt64.init), windowMillis: 60_000,
-                mode: limits.window == .sliding ? .sliding : .fixed)
+                mode: limits.window == .sliding ? .sliding : .fixed, budget: budget)
         ]
     }
 
     /// Rules charged when `target` serves a request: its key's limits and its provider/model's.
     static func rules(for target: ModelTarget, runtime: RuntimeConfig) -> [LimitRule] {
         var rules: [LimitRule] = []
-        if let key = runtime.catalog.keys[target.keyID]?.key { rules += Self.rules(prefix: "pk:\(key.id)", key.limits) }
+        if let key = runtime.catalog.keys[target.keyID]?.key {
+            rules += Self.rules(prefix: "pk:\(key.id)", key.limits, budget: key.budget)
+        }
         if let limits = runtime.catalog.providers[target.provider]?.modelLimits[target.model] {
             rules += Self.rules(prefix: "pm:\(target.provider)/\(target.model)", limits)
         }
@@ -228,7 +230,7 @@ public final class GatewayEngine: Service, Sendable {
     }
 
     /// Admits one request against `rules` cluster-wide, recording the admission.
-    func admit(_ rules: [LimitRule]) -> AdmissionDecision {
+    func admit(_ rules: [LimitRule], estimateMicros: UInt64 = 0) -> AdmissionDecision {
         let now = wallClock.nowMillis()
         let live = max(1, cluster.liveNodeCount)
         let known = max(live, cluster.knownNodeCount)
@@ -247,10 +249,15 @@ public final class GatewayEngine: Service, Sendable {
                         status: LimitStatus(limit: rule.requestsPerWindow ?? 0, remaining: 0, resetMillis: 5_000)))
             }
         }
+        // Budgets keep to this side's share of the headroom during a partition, except under `full`.
+        let budgetKnown = baseConfig.cluster.failover.partitionPolicy == .full ? live : known
         let localID = store.nodeID
         let decision = store.withViews { view in
             admissions.limiter.withLock {
-                $0.admit(rules: rules, nowMillis: now, liveNodes: live, counts: ViewCounts(view: view, local: localID))
+                $0.admit(
+                    rules: rules, nowMillis: now, liveNodes: live, knownNodes: budgetKnown,
+                    estimateMicros: estimateMicros,
+                    counts: ViewCounts(view: view, local: localID))
             }
         }
         if case .admitted(let seq, let windows) = decision {

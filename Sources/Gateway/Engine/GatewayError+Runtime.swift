@@ -1,3 +1,5 @@
+import EventLog
+import Foundation
 import Hummingbird
 
 extension Error {
@@ -18,6 +20,7 @@ extension GatewayError {
             case "pm:": "model '\(rejection.rule.key.dropFirst(3))'"
             default: "'\(rejection.rule.key)'"
             }
+        if rejection.unit == .budget { return .budgetExceeded(scope: scope, rejection.status) }
         let state = RateLimitState(
             limit: Int(clamping: rejection.status.limit), remaining: Int(clamping: rejection.status.remaining),
             reset: .milliseconds(rejection.status.resetMillis))
@@ -25,6 +28,29 @@ extension GatewayError {
             scope: "\(scope) (\(rejection.status.limit) \(rejection.unit.rawValue) per minute across the cluster)",
             retryAfter: .seconds(rejection.retryAfterSeconds),
             requests: rejection.unit == .requests ? state : nil, tokens: rejection.unit == .tokens ? state : nil)
+    }
+}
+
+extension GatewayError {
+    /// A 429 for a spent budget, in OpenAI's quota shape (`insufficient_quota` /
+    /// `budget_exceeded`), with the budget, what is left of it and when its period resets.
+    static func budgetExceeded(scope: String, _ status: LimitStatus) -> GatewayError {
+        func usd(_ micros: UInt64) -> String { String(format: "%.6f", Double(micros) / 1_000_000) }
+        var headers: [(name: String, value: String)] = [
+            ("x-budget-limit-usd", usd(status.limit)), ("x-budget-remaining-usd", usd(status.remaining)),
+        ]
+        var when = "The budget has no period: raise it to go on."
+        if let reset = status.resetAtMillis {
+            let seconds = max(1, (status.resetMillis + 999) / 1000)
+            headers.append(("x-budget-reset", EventJSON.rfc3339(millis: reset)))
+            headers.append(("retry-after", String(seconds)))
+            when = "It resets at \(EventJSON.rfc3339(millis: reset))."
+        }
+        return GatewayError(
+            status: 429, type: "insufficient_quota",
+            message:
+                "The budget of \(scope) is spent: $\(usd(status.limit)) per period, $\(usd(status.remaining)) left, counting requests in flight. \(when)",
+            code: "budget_exceeded", headers: headers)
     }
 }
 

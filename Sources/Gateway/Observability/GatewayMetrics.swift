@@ -29,6 +29,7 @@ public final class GatewayMetrics: Sendable {
     private let tokenCounters = SeriesCache<Counter>()
     private let costCounters = SeriesCache<Counter>()
     private let unpricedCounters = SeriesCache<Counter>()
+    private let budgetGauges = SeriesCache<Gauge>()
     /// The breaker state last published per key: the gauges change only when it does.
     private let breakerStates = Mutex<[String: String]>([:])
 
@@ -140,6 +141,17 @@ public final class GatewayMetrics: Sendable {
                     help: "Requests served by a model with no price (cost unknown, not counted as $0)"),
                 labels: [("provider", Self.label(provider)), ("model", Self.label(model))])
         }.increment()
+    }
+
+    /// What is left of a virtual key's budget in its current period.
+    public func budgetRemaining(virtualKey: String, _ status: LimitStatus) {
+        budgetGauges([virtualKey]) {
+            registry.makeGauge(
+                descriptor: Self.name(
+                    "bifrost_budget_remaining_usd",
+                    help: "What is left of a virtual key's budget in its current period, cluster-wide, in USD"),
+                labels: [("virtual_key", Self.label(virtualKey))])
+        }.set(Double(status.remaining) / 1_000_000)
     }
 
     /// Configured targets with no price.

@@ -146,10 +146,13 @@ public final class EventRecorder: Service, Sendable {
         if wasEmpty { wake.yield() }
     }
 
-    public func record(_ payload: Event.Payload) {
+    /// One event; `seq`, when given, is a limiter sequence number its commit confirms (spend
+    /// charged to a budget), as with admissions.
+    public func record(_ payload: Event.Payload, seq: UInt64? = nil) {
         let wasEmpty = pending.withLock { p in
             let wasEmpty = p.isEmpty
             p.payloads.append(payload)
+            if let seq { p.maxSeq = max(p.maxSeq, seq) }
             queued.add(1, ordering: .relaxed)
             return wasEmpty
         }

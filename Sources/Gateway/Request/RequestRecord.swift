@@ -4,6 +4,8 @@ import EventLog
 struct RequestRecord: Sendable {
     /// The virtual key the request ran under, nil when the API is open.
     var virtualKey: String?
+    /// Admissions holding an estimate against a budget, released when the request ends.
+    var budgetHolds: [UInt64] = []
     var target: ModelTarget?
     /// The limit rules of `target` (its key's and its provider/model's), as admitted.
     var targetRules: [LimitRule] = []
