@@ -210,8 +210,9 @@ extension Node: ClusterStatusSource {
         case .rateLimitIncrement(let p):
             return "+\(p.requests) on \(p.keys.joined(separator: ", ")) (\(p.windowMillis / 1000) s window)"
         case .usageRecorded(let p):
+            let cost = p.costMicros.map { String(format: ", $%.6f", Double($0) / 1_000_000) } ?? ", unpriced"
             return "\(p.model) via \(p.keyID): \(p.status) \(p.outcome.name), \(p.tokensIn)+\(p.tokensOut) tokens, "
-                + "\(number(Double(p.latencyMicros) / 1000)) ms"
+                + "\(number(Double(p.latencyMicros) / 1000)) ms\(cost)"
         case .weightChanged(let p):
             let reason = p.reason.isEmpty ? "" : " (\(p.reason))"
             return "\(p.keyID) weight \(number(p.oldWeight)) → \(number(p.newWeight))\(reason) by \(p.actor)"

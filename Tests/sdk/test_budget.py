@@ -58,16 +58,37 @@ def spend(data) -> dict:
     return json.loads(out)["views"]["spend"]
 
 
+ADMIN_TOKEN = "admin-budget-0123456789"
+
+
+def admin_put(url: str, document: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}/admin/config", data=json.dumps(document).encode(), method="PUT",
+                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}",
+                                              "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
 def test_a_spent_budget_is_refused_in_each_sdks_own_error(mock, tmp_path):
     port = free_port()
-    config = {
-        "providers": providers(mock),
-        "virtual_keys": [{"name": "team-a", "value": TOKEN, "models": ["*"],
-                          "budget": {"max_usd": 0.0002, "period": "1d"}}],
-        "cluster": {"enabled": False, "node_id": "budget-node", "bind_address": f"127.0.0.1:{port}",
-                    "gossip": {"port": free_port()}},
-    }
-    with running_node(BIN, config, tmp_path, port) as url:
+    cluster_section = {"enabled": False, "node_id": "budget-node", "bind_address": f"127.0.0.1:{port}",
+                       "gossip": {"port": free_port()}}
+
+    def document(max_usd: float) -> dict:
+        return {"providers": providers(mock),
+                "virtual_keys": [{"name": "team-a", "value": TOKEN, "models": ["*"],
+                                  "budget": {"max_usd": max_usd, "period": "1d"}}]}
+
+    keys = json.loads(subprocess.run([os.path.join(BIN, "bifrost-config"), "keygen", "--json"], check=True,
+                                     capture_output=True, text=True, timeout=30).stdout)
+    config = dict(document(0.0002), cluster=cluster_section,
+                  admin={"token": ADMIN_TOKEN, "signing_key": keys["private_key"], "trusted_keys": [keys["public_key"]]})
+    env = dict(os.environ, BIFROST_CLUSTER_KEY=subprocess.run(
+        [os.path.join(BIN, "bifrost"), "keygen"], capture_output=True, text=True, timeout=30, check=True).stdout.strip())
+    with running_node(BIN, config, tmp_path, port, env=env) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0)
         served = 0
         with pytest.raises(openai.RateLimitError) as refused:
@@ -91,11 +112,32 @@ def test_a_spent_budget_is_refused_in_each_sdks_own_error(mock, tmp_path):
         assert refused_messages.value.body["error"]["type"] == "rate_limit_error"
         assert "budget" in refused_messages.value.message
 
-        status = get_json(f"{url}/cluster/metrics")["spend"]["virtual_keys"]["team-a"]
-        assert status["budget"]["max_usd"] == pytest.approx(0.0002) and status["budget"]["period"] == "1d"
-        assert status["budget"]["spent_micro_usd"] <= 200
+        before = get_json(f"{url}/cluster/metrics")["spend"]["virtual_keys"]["team-a"]
+        assert before["budget"]["max_usd"] == pytest.approx(0.0002) and before["budget"]["period"] == "1d"
+        assert before["budget"]["spent_micro_usd"] <= 200
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
         assert 'bifrost_budget_remaining_usd{virtual_key="team-a"}' in metrics
+
+        # An operator raises the budget through the admin API (a config.updated event): served again.
+        status, body = admin_put(url, document(1.0))
+        assert status == 200, body
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.chat.completions.create(model="gpt-4o-mini", max_tokens=MAX_TOKENS,
+                                               messages=[{"role": "user", "content": "raised"}])
+                break
+            except openai.RateLimitError:
+                assert time.monotonic() < deadline, "the raised budget never applied"
+                time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while True:
+            raised = get_json(f"{url}/cluster/metrics")["spend"]["virtual_keys"]["team-a"]["budget"]
+            if raised["spent_micro_usd"] > before["budget"]["spent_micro_usd"]:
+                break
+            assert time.monotonic() < deadline, f"the request under the raised budget was not counted: {raised}"
+            time.sleep(0.1)
+        assert raised["max_usd"] == pytest.approx(1.0)
 
 
 class Cluster:

@@ -97,7 +97,7 @@ def cluster_config(mock_url: str) -> dict:
             },
         },
         "virtual_keys": [{"name": "team-a", "value": "env.UI_TEST_VIRTUAL_KEY", "models": ["*"],
-                          "limits": {"rpm": 100000}}],
+                          "limits": {"rpm": 100000}, "budget": {"max_usd": 100.0, "period": "1mo"}}],
         "admin": {"token": "env.UI_TEST_ADMIN_TOKEN"},
         # A real rule that holds as soon as the cluster has formed, so "active alerts" has a row.
         "alerts": [{"name": "ui-test cluster formed", "condition": "nodes_healthy >= 3", "scope": "cluster",
@@ -643,6 +643,14 @@ def test_dashboard_shows_the_live_cluster_in_chromium(cluster3, browser):
     assert abs(share["anthropic"] - 6 / 21 * 100) < 0.1 and abs(traffic["claude-key-1"] - share["anthropic"]) < 0.1
     assert abs(traffic["gpt-key-1"] + traffic["gpt-key-2"] - share["openai"]) < 0.2, (traffic, share)
     assert requests_shown(dom, "gpt-key-1") + requests_shown(dom, "gpt-key-2") == 15
+
+    # Spend: the virtual key's against its budget, and the priced provider keys'.
+    spend = {r.attrs["data-account"]: r for r in dom.by_id("spend").find_all("div", cls="spend-row")}
+    assert {"vk:team-a", "key:gpt-key-1", "key:gpt-key-2"} <= set(spend), list(spend)
+    assert re.fullmatch(r"\$0\.\d{6}", spend["vk:team-a"].find("span", cls="total").text()), spend["vk:team-a"].text()
+    budget = spend["vk:team-a"].find("div", cls="budget").text()
+    assert re.search(r"of \$100\.00 / 1mo · resets \d{4}-\d\d-01$", budget), budget
+    assert spend["key:gpt-key-1"].find("div", cls="budget") is None
 
     # Active alerts: the configured rule, firing for the cluster.
     alerts = rows(dom, "data-alert")

@@ -93,6 +93,20 @@ public final class GatewayEngine: Service, Sendable {
                 "model has no price: its requests are recorded as unpriced; add it under pricing.models",
                 metadata: ["key.id": .string(keyID), "model": .string(model)])
         }
+        for key in runtime.config.virtualKeys where key.budget != nil {
+            let patterns = key.models.map(ModelPattern.init)
+            for (keyID, model) in runtime.prices.unpriced {
+                guard let entry = runtime.catalog.keys[keyID],
+                    let target = runtime.catalog.byModel[model]?.first(where: { $0.keyID == entry.key.id }),
+                    patterns.contains(where: { $0.allows(requested: model, target: target) })
+                else { continue }
+                logger.warning(
+                    "a budgeted virtual key can reach a model with no price: those requests are not bounded by its budget",
+                    metadata: [
+                        "virtual_key": .string(key.name), "key.id": .string(keyID), "model": .string(model),
+                    ])
+            }
+        }
     }
 
     /// The file config, or the newest trusted `config.updated` already in the log.

@@ -11,8 +11,10 @@ import NIOCore
 ///
 /// Stable hooks for tests and scripts: member rows `tr[data-node]`, load bars
 /// `.load-row[data-node]`, key rows `tr[data-key]` with cells `.traffic`, `.latency`,
-/// `.error-rate`, `.weight`, `.health`, `.breaker`, alert rows `tr[data-alert]` and event rows
-/// `tr[data-kind]`; `#node-name`, `#convergence`, `#nodes-healthy` and `#error` in the header.
+/// `.error-rate`, `.weight`, `.health`, `.breaker`, alert rows `tr[data-alert]`, spend rows
+/// `.spend-row[data-account]` (`vk:<name>` or `key:<id>`, with `.total` and, under a budget,
+/// `.budget`) and event rows `tr[data-kind]`; `#node-name`, `#convergence`, `#nodes-healthy`
+/// and `#error` in the header.
 public enum DashboardRoutes {
     /// How often the page polls, in milliseconds (the page's `POLL_MS`).
     public static let pollIntervalMillis = 2_000
@@ -130,6 +132,15 @@ public enum DashboardRoutes {
         }
         .load-row .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
         .load-row .value { text-align: right; font-variant-numeric: tabular-nums; }
+        .spend-row {
+          display: grid; grid-template-columns: minmax(70px, 1fr) 32px max-content;
+          gap: 4px 10px; align-items: center; padding: 4px 0;
+        }
+        .spend-row .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+        .spend-row .kind { font-size: 11px; color: var(--muted); }
+        .spend-row .value { text-align: right; font-variant-numeric: tabular-nums; }
+        .spend-row .budget { grid-column: 1 / -1; display: flex; align-items: center; gap: 8px; }
+        .spend-row .budget .bar { flex: 1 1 60px; }
         /* The alerts panel is a third of the width: a rule's scope and action sit under its
            name, and long names wrap rather than push "Since" out of sight. */
         #alerts td.rule { white-space: normal; overflow-wrap: break-word; }
@@ -176,6 +187,10 @@ public enum DashboardRoutes {
             <section id="load-section">
               <h2>Load distribution <span class="count">admitted requests, last 5 minutes</span></h2>
               <div id="load"><div class="empty">Loading…</div></div>
+            </section>
+            <section id="spend-section">
+              <h2>Spend <span class="count">whole cluster, USD</span></h2>
+              <div id="spend"><div class="empty">Loading…</div></div>
             </section>
           </div>
           <section id="events-section">
@@ -307,6 +322,40 @@ public enum DashboardRoutes {
           renderLoad(c.load_distribution || {});
           renderProviders(c.provider_performance || {});
           renderAlerts(Array.isArray(body.alerts) ? body.alerts : []);
+          renderSpend(body.spend || {});
+        }
+
+        function usd(value) {
+          const v = num(value);
+          return "$" + (v !== 0 && Math.abs(v) < 0.01 ? v.toFixed(6) : v.toFixed(2));
+        }
+
+        // Every virtual key and provider key that spent or has a budget: all-time spend and, with a
+        // budget, the current period's spend against it.
+        function renderSpend(spend) {
+          const container = $("spend");
+          const rows = [];
+          for (const [group, label] of [["virtual_keys", "vk"], ["provider_keys", "key"]]) {
+            const accounts = spend[group] || {};
+            for (const name of Object.keys(accounts).sort(byName)) {
+              const a = accounts[name] || {};
+              const row = el("div", "spend-row");
+              row.dataset.account = label + ":" + name;
+              row.append(el("span", "name", name), el("span", "kind", label), el("span", "value total", usd(a.total_usd)));
+              const b = a.budget;
+              if (b) {
+                const used = num(b.max_usd) > 0 ? num(b.spent_usd) / num(b.max_usd) * 100 : 0;
+                const budget = el("div", "budget");
+                budget.append(bar(Math.min(100, used)), el("span", "value",
+                  usd(b.spent_usd) + " of " + usd(b.max_usd) + " / " + b.period +
+                  (b.resets_at ? " · resets " + String(b.resets_at).slice(0, 10) : "")));
+                row.appendChild(budget);
+              }
+              rows.push(row);
+            }
+          }
+          if (rows.length === 0) return empty(container, "Nothing spent yet");
+          container.replaceChildren(...rows);
         }
 
         function renderLoad(shares) {
