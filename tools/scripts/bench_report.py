@@ -224,6 +224,8 @@ def main():
     else:
         lines += previous_section(out, "## Fault suite")
     lines += soak_section(load(folder, "soak.json"), out)
+    # Interleaved A/B runs of two builds (tools/scripts/ab-node.sh), written by hand with their date.
+    lines += previous_section(out, "## A/B of changes")
     with open(out, "w") as f:
         f.write("\n".join(lines))
 
