@@ -170,7 +170,9 @@ import Testing
         a.task.cancel()
         _ = await a.task.result
         let stopped = ContinuousClock.now - startedAt
-        #expect(stopped < .seconds(2), "run() took \(stopped) to return after cancellation")
+        // Below the 10 s a run that ignored cancellation would wait (the reconcile interval and
+        // the handshake timeout), with room for the parallel suites loading both cores.
+        #expect(stopped < .seconds(8), "run() took \(stopped) to return after cancellation")
         #expect(a.service.boundPort == nil)
         // b sees its socket closed.
         #expect(try await SyncTestNode.eventually { b.service.metrics().connections.isEmpty })
