@@ -12,7 +12,7 @@
 ///
 /// During a partition (fewer live nodes than known), each side keeps to its share of the
 /// headroom at the moment the partition was first seen: `live / known` of it.
-struct BudgetCounters {
+struct BudgetCounters: Sendable {
     struct ID: Hashable {
         var account: String
         var start: UInt64
@@ -22,14 +22,13 @@ struct BudgetCounters {
     struct Counter {
         var own: UInt64
         var inFlight: UInt64 = 0
-        var unconfirmed: [(seq: UInt64, micros: UInt64)] = []
-        var unconfirmedTotal: UInt64 = 0
         /// The cluster's spend in the period when this node first saw the current partition.
         var partitionBaseline: UInt64?
     }
 
     private var counters: [ID: Counter] = [:]
-    private var withUnconfirmed: Set<ID> = []
+    /// Spend peers have not acknowledged, per counter.
+    private var unconfirmed = UnconfirmedLedgers<ID>()
     private var holds: [UInt64: [(id: ID, micros: UInt64)]] = [:]
 
     var counterCount: Int { counters.count }
@@ -79,7 +78,7 @@ struct BudgetCounters {
         guard live > 1 else { return nil }
         let headroom = limit > spent ? limit - spent : 0
         let share = (headroom + live - 1) / live
-        let held = counter.inFlight + counter.unconfirmedTotal
+        let held = counter.inFlight + unconfirmed.total(id)
         if held > 0 && held + estimate > share {
             var waiting = status
             waiting.resetMillis = 1
@@ -114,27 +113,11 @@ struct BudgetCounters {
         let id = id(account, budget, nowMillis)
         touch(id, counts)
         counters[id]!.own &+= micros
-        if let seq {
-            counters[id]!.unconfirmed.append((seq, micros))
-            counters[id]!.unconfirmedTotal &+= micros
-            withUnconfirmed.insert(id)
-        }
+        if let seq { unconfirmed.append(id, seq: seq, micros) }
     }
 
     mutating func confirm(through seq: UInt64) {
-        for id in withUnconfirmed {
-            var counter = counters[id]!
-            var dropped = 0
-            for entry in counter.unconfirmed {
-                guard entry.seq <= seq else { break }
-                counter.unconfirmedTotal -= entry.micros
-                dropped += 1
-            }
-            guard dropped > 0 else { continue }
-            counter.unconfirmed.removeFirst(dropped)
-            counters[id] = counter
-            if counter.unconfirmed.isEmpty { withUnconfirmed.remove(id) }
-        }
+        unconfirmed.confirm(through: seq)
     }
 
     mutating func status(
@@ -148,6 +131,6 @@ struct BudgetCounters {
     /// Drops the periods that ended.
     mutating func prune(nowMillis: UInt64) {
         counters = counters.filter { $0.key.end > nowMillis }
-        withUnconfirmed = withUnconfirmed.filter { counters[$0] != nil }
+        unconfirmed.keep { counters[$0] != nil }
     }
 }

@@ -109,13 +109,11 @@ public struct ClusterLimiter: Sendable {
     struct Counter {
         var own: UInt64
         var ownTokens: UInt64
-        /// (sequence number, admissions) not yet confirmed, oldest first.
-        var unconfirmed: [(seq: UInt64, count: UInt64)] = []
-        var unconfirmedTotal: UInt64 = 0
     }
 
     private var counters: [CounterID: Counter] = [:]
-    private var withUnconfirmed: Set<CounterID> = []
+    /// Admissions not yet confirmed, per counter.
+    private var unconfirmed = UnconfirmedLedgers<CounterID>()
     private var budgets = BudgetCounters()
     private var nextSeq: UInt64 = 1
     private var admissionsSincePrune = 0
@@ -169,8 +167,7 @@ public struct ClusterLimiter: Sendable {
             if live > 1 {
                 let share = ((Double(limit) - k) / Double(live)).rounded(.up)
                 let id = CounterID(key: rule.key, windowStart: start, windowMillis: rule.windowMillis)
-                let unconfirmed = counters[id]?.unconfirmedTotal ?? 0
-                if Double(unconfirmed + 1) > share {
+                if Double(unconfirmed.total(id) + 1) > share {
                     return .awaitConfirmation(
                         RateLimitRejection(
                             rule: rule, unit: .requests,
@@ -188,9 +185,7 @@ public struct ClusterLimiter: Sendable {
             touch(id, counts)
             counters[id]!.own += 1
             if live > 1 {
-                counters[id]!.unconfirmed.append((seq, 1))
-                counters[id]!.unconfirmedTotal += 1
-                withUnconfirmed.insert(id)
+                unconfirmed.append(id, seq: seq, 1)
             }
             windows.append((rule.key, start))
         }
@@ -236,19 +231,7 @@ public struct ClusterLimiter: Sendable {
     /// Every admission up to `seq` is now known to every live peer.
     public mutating func confirm(through seq: UInt64) {
         budgets.confirm(through: seq)
-        for id in withUnconfirmed {
-            var counter = counters[id]!
-            var dropped = 0
-            for entry in counter.unconfirmed {
-                guard entry.seq <= seq else { break }
-                counter.unconfirmedTotal -= entry.count
-                dropped += 1
-            }
-            guard dropped > 0 else { continue }
-            counter.unconfirmed.removeFirst(dropped)
-            counters[id] = counter
-            if counter.unconfirmed.isEmpty { withUnconfirmed.remove(id) }
-        }
+        unconfirmed.confirm(through: seq)
     }
 
     /// Charges a finished request's tokens to its limit keys' current windows.
@@ -286,7 +269,7 @@ public struct ClusterLimiter: Sendable {
     public mutating func prune(nowMillis: UInt64) {
         admissionsSincePrune = 0
         counters = counters.filter { id, _ in id.windowStart + 2 * id.windowMillis > nowMillis }
-        withUnconfirmed = withUnconfirmed.filter { counters[$0] != nil }
+        unconfirmed.keep { counters[$0] != nil }
         budgets.prune(nowMillis: nowMillis)
     }
 

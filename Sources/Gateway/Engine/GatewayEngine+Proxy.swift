@@ -64,6 +64,8 @@ extension GatewayEngine {
         var streaming = false
         // Admissions that hold an estimate against a budget, released when the request ends.
         var budgetHolds: [UInt64] = []
+        // What the request may cost, estimated once for the caller's and the key's budgets.
+        var estimate: UInt64?
         defer {
             if !streaming {
                 var record = delivered ?? machine.record
@@ -85,8 +87,8 @@ extension GatewayEngine {
             switch step.action {
             case .admit(let rules):
                 let budgeted = rules.contains { $0.budget != nil }
-                let estimate = budgeted ? Self.estimatedCost(request, runtime: runtime) : 0
-                let (rejection, seq) = await admitWaiting(rules, estimateMicros: estimate)
+                if budgeted && estimate == nil { estimate = Self.estimatedCost(request, runtime: runtime) }
+                let (rejection, seq) = await admitWaiting(rules, estimateMicros: budgeted ? estimate ?? 0 : 0)
                 if budgeted, let seq { budgetHolds.append(seq) }
                 event = .admission(rejection)
             case .migrate:
