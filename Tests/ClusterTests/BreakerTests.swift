@@ -66,7 +66,13 @@ extension MultiProcess {
             let broken = await harness.eventually(.seconds(15)) {
                 try Self.breaks(harness, "node-3", since: slowSince).contains("gpt-key-2")
             }
-            #expect(broken, "gpt-key-2 was not broken: \(harness.log("node-1").suffix(2_000))")
+            #expect(
+                broken,
+                """
+                gpt-key-2 was not broken on node-3: its breaks \(Result { try Self.breakEvents(harness, "node-3", since: slowSince) }), \
+                node-1's \(Result { try Self.breakEvents(harness, "node-1", since: slowSince) }), \
+                node-3's log: \(harness.log("node-3").suffix(2_000))
+                """)
             #expect(try Set(Self.breaks(harness, "node-3", since: slowSince)) == ["gpt-key-2"])
             _ = try await harness.send("DELETE", mock + "/mock/keys/am-2")
             try await Task.sleep(for: .seconds(3))

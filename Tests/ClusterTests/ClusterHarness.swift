@@ -280,11 +280,18 @@ final class ClusterHarness: @unchecked Sendable {
         p.executableURL = binDir.appendingPathComponent(tool)
         p.arguments = arguments
         let out = Pipe()
+        let err = Pipe()
         p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
+        p.standardError = err
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
+        let message = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw HarnessError(
+                "\(tool) \(arguments.joined(separator: " ")) exited \(p.terminationStatus): "
+                    + String(decoding: message, as: UTF8.self))
+        }
         return data
     }
 
