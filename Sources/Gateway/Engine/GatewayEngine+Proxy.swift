@@ -155,7 +155,8 @@ extension GatewayEngine {
             return .bodyRejected(error)
         }
         let call = provider.call(
-            request.endpoint.upstream, api: attempt.upstreamAPI, secret: secret, body: body, stream: request.stream)
+            request.endpoint.upstream, api: attempt.upstreamAPI, secret: secret, body: body, stream: request.stream,
+            wholeBodyLimit: Self.maxResponseBytes)
         sent = ContinuousClock.now
         do {
             let r = try await upstream.send(call)

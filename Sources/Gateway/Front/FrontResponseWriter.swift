@@ -66,8 +66,14 @@ struct FrontResponseWriter: Sendable {
             }
         }
 
+        /// A stream's end waits until the socket took it; a whole body's does not (nothing
+        /// follows it that the wait would hold back).
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-            try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+            if flushEach {
+                try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+            } else {
+                channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+            }
         }
     }
 }

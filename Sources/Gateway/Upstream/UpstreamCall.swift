@@ -17,10 +17,13 @@ public struct UpstreamCall: Sendable {
     public var connectTimeout: Duration
     /// Certificate authorities for an `https` URL instead of the system's (a PEM file).
     public var caFile: String?
+    /// The response is read whole, up to this many bytes, before the call returns (a call whose
+    /// answer is not relayed as it arrives); nil: the body streams.
+    public var wholeBodyLimit: Int?
 
     public init(
         url: String, headers: HTTPHeaders, body: [UInt8], timeout: Duration, connectTimeout: Duration = .seconds(5),
-        caFile: String? = nil
+        caFile: String? = nil, wholeBodyLimit: Int? = nil
     ) {
         self.url = url
         self.headers = headers
@@ -28,6 +31,7 @@ public struct UpstreamCall: Sendable {
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.caFile = caFile
+        self.wholeBodyLimit = wholeBodyLimit
     }
 }
 
@@ -57,9 +61,11 @@ extension BifrostConfig.Provider {
         return base
     }
 
-    /// Builds the upstream call for a body already in the provider's API.
+    /// Builds the upstream call for a body already in the provider's API. The answer to a call
+    /// that does not stream is read whole, up to `wholeBodyLimit` bytes.
     public func call(
-        _ endpoint: UpstreamEndpoint, api: WireAPI, secret: String, body: [UInt8], stream: Bool
+        _ endpoint: UpstreamEndpoint, api: WireAPI, secret: String, body: [UInt8], stream: Bool,
+        wholeBodyLimit: Int = 64 << 20
     ) -> UpstreamCall {
         var headers = HTTPHeaders()
         headers.reserveCapacity(5)
@@ -78,6 +84,7 @@ extension BifrostConfig.Provider {
             url = "\(base)/v1/messages"
         }
         return UpstreamCall(
-            url: url, headers: headers, body: body, timeout: timeout, connectTimeout: connectTimeout, caFile: caFile)
+            url: url, headers: headers, body: body, timeout: timeout, connectTimeout: connectTimeout, caFile: caFile,
+            wholeBodyLimit: stream ? nil : wholeBodyLimit)
     }
 }

@@ -51,24 +51,24 @@ public final class UpstreamClient: Service, Sendable {
         if provider && blackholed.load(ordering: .relaxed) {
             throw .connectFailed("provider address blackholed by fault injection")
         }
-        guard let parsed = UpstreamOrigin.parse(call.url) else {
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        guard let pool = pools[ObjectIdentifier(loop)] ?? pools.values.first else {
+            throw .other("no event loop to call on")
+        }
+        guard let parsed = loop.inEventLoop ? pool.value.route(call.url) : UpstreamOrigin.parse(call.url) else {
             throw .other("not an http or https URL: \(call.url)")
         }
         var origin = parsed.origin
         let target = parsed.target
         origin.caFile = origin.secure ? call.caFile : nil
         let tls = origin.secure ? try tlsContext(caFile: origin.caFile) : nil
-        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
-        guard let pool = pools[ObjectIdentifier(loop)] ?? pools.values.first else {
-            throw .other("no event loop to call on")
-        }
         var headers = call.headers
         headers.replaceOrAdd(name: "host", value: origin.hostHeader)
         headers.replaceOrAdd(name: "content-length", value: String(call.body.count))
         let exchange = UpstreamExchange(
             origin: origin, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: target, headers: headers),
             body: ByteBuffer(bytes: call.body), timeout: TimeAmount(call.timeout),
-            connectTimeout: TimeAmount(call.connectTimeout), tls: tls,
+            connectTimeout: TimeAmount(call.connectTimeout), tls: tls, wholeBodyLimit: call.wholeBodyLimit,
             promise: loop.makePromise(of: UpstreamResponse.self))
         do {
             return try await withTaskCancellationHandler {

@@ -13,6 +13,8 @@ final class UpstreamExchange: @unchecked Sendable {
     let connectTimeout: TimeAmount
     /// For `https` origins.
     let tls: NIOSSLContext?
+    /// The response is handed over once its body is complete, refused past this many bytes.
+    let wholeBodyLimit: Int?
     let promise: EventLoopPromise<UpstreamResponse>
     var cancelled = false
     /// The connection carrying it, once it has one.
@@ -20,7 +22,8 @@ final class UpstreamExchange: @unchecked Sendable {
 
     init(
         origin: UpstreamOrigin, head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount,
-        connectTimeout: TimeAmount, tls: NIOSSLContext?, promise: EventLoopPromise<UpstreamResponse>
+        connectTimeout: TimeAmount, tls: NIOSSLContext?, wholeBodyLimit: Int?,
+        promise: EventLoopPromise<UpstreamResponse>
     ) {
         self.origin = origin
         self.head = head
@@ -28,6 +31,7 @@ final class UpstreamExchange: @unchecked Sendable {
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.tls = tls
+        self.wholeBodyLimit = wholeBodyLimit
         self.promise = promise
     }
 }
@@ -36,9 +40,10 @@ final class UpstreamExchange: @unchecked Sendable {
 ///
 /// The request goes out in one flush (head, body and end). The channel reads only on demand
 /// (`autoRead` is off): until the response head, then while the body's consumer asks for more,
-/// so a slow client slows the upstream read instead of buffering without bound. A consumer that
-/// stops, a timeout, or a cancelled call closes the connection; a response read to its end
-/// returns it to the pool.
+/// so a slow client slows the upstream read instead of buffering without bound. A call that
+/// wants its answer whole gets it once the body ends, within its byte limit, without a body
+/// stream in between. A consumer that stops, a timeout, or a cancelled call closes the
+/// connection; a response read to its end returns it to the pool.
 final class UpstreamConnection: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
@@ -47,6 +52,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     private enum State {
         case idle
         case awaitingHead(UpstreamExchange)
+        case collecting(UpstreamExchange, status: Int, headers: HTTPHeaders, body: ByteBuffer?)
         case streaming(UpstreamExchange, Source)
         case closed
     }
@@ -104,6 +110,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     func cancel(_ exchange: UpstreamExchange) {
         switch state {
         case .awaitingHead(let current) where current === exchange,
+            .collecting(let current, _, _, _) where current === exchange,
             .streaming(let current, _) where current === exchange:
             context?.close(promise: nil)
         default:
@@ -116,6 +123,10 @@ final class UpstreamConnection: ChannelInboundHandler {
         case .head(let head):
             guard case .awaitingHead(let exchange) = state else { return }
             keepAlive = head.isKeepAlive
+            if exchange.wholeBodyLimit != nil {
+                state = .collecting(exchange, status: Int(head.status.code), headers: head.headers, body: nil)
+                return
+            }
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let loop = context.eventLoop
             let demand = UpstreamBodyDemand(
@@ -128,12 +139,39 @@ final class UpstreamConnection: ChannelInboundHandler {
             exchange.promise.succeed(
                 UpstreamResponse(
                     status: Int(head.status.code), headers: head.headers, body: UpstreamBody(producer: made.sequence)))
-        case .body(let buffer):
-            guard case .streaming(_, let source) = state else { return }
-            if case .stopProducing = source.yield(buffer) { demand = false }
+        case .body(var buffer):
+            switch state {
+            case .streaming(_, let source):
+                if case .stopProducing = source.yield(buffer) { demand = false }
+            case .collecting(let exchange, let status, let headers, var body):
+                // Out of `state` while it grows, so the buffer is not copied.
+                state = .awaitingHead(exchange)
+                let limit = exchange.wholeBodyLimit ?? .max
+                guard (body?.readableBytes ?? 0) + buffer.readableBytes <= limit else {
+                    state = .closed
+                    exchange.promise.fail(UpstreamFailure.other("the response is larger than \(limit) bytes"))
+                    context.close(promise: nil)
+                    return
+                }
+                if body == nil {
+                    body = buffer
+                } else {
+                    body!.writeBuffer(&buffer)
+                }
+                state = .collecting(exchange, status: status, headers: headers, body: body)
+            default:
+                return
+            }
         case .end:
-            guard case .streaming(_, let source) = state else { return }
-            source.finish()
+            switch state {
+            case .streaming(_, let source):
+                source.finish()
+            case .collecting(let exchange, let status, let headers, let body):
+                exchange.promise.succeed(
+                    UpstreamResponse(status: status, headers: headers, body: UpstreamBody(body ?? ByteBuffer())))
+            default:
+                return
+            }
             state = .idle
             if keepAlive {
                 arm(idleTimeout, context: context)
@@ -149,7 +187,7 @@ final class UpstreamConnection: ChannelInboundHandler {
         switch state {
         // An idle connection keeps reading too: a provider closing it is seen at once, and the
         // read interest is not dropped and taken again for every call.
-        case .awaitingHead, .idle: context.read()
+        case .awaitingHead, .collecting, .idle: context.read()
         case .streaming where demand: context.read()
         case .streaming, .closed: break
         }
@@ -163,6 +201,9 @@ final class UpstreamConnection: ChannelInboundHandler {
         case .awaitingHead(let exchange):
             exchange.promise.fail(
                 exchange.cancelled ? UpstreamFailure.cancelled : .connectFailed("the provider closed the connection"))
+        case .collecting(let exchange, _, _, _):
+            exchange.promise.fail(
+                exchange.cancelled ? UpstreamFailure.cancelled : .other("the provider closed the connection mid-body"))
         case .streaming(let exchange, let source):
             source.finish(
                 exchange.cancelled ? UpstreamFailure.cancelled : .other("the provider closed the connection mid-body"))
@@ -214,7 +255,7 @@ final class UpstreamConnection: ChannelInboundHandler {
                 return
             }
             switch state {
-            case .awaitingHead(let exchange):
+            case .awaitingHead(let exchange), .collecting(let exchange, _, _, _):
                 state = .closed
                 exchange.promise.fail(UpstreamFailure.timeout)
             case .streaming(_, let source):

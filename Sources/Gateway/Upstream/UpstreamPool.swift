@@ -16,6 +16,9 @@ final class UpstreamPool {
     private var idle: [UpstreamOrigin: [UpstreamConnection]] = [:]
     private var open: [UpstreamOrigin: Int] = [:]
     private var waiting: [UpstreamOrigin: [UpstreamExchange]] = [:]
+    /// Parsed URLs: a node calls the same few URLs (one per provider and endpoint) again and again.
+    private var routes: [String: (origin: UpstreamOrigin, target: String)] = [:]
+    static let maxRoutes = 256
 
     init(
         loop: any EventLoop, maxConnectionsPerOrigin: Int, idleTimeout: TimeAmount
@@ -23,6 +26,15 @@ final class UpstreamPool {
         self.loop = loop
         self.maxConnectionsPerOrigin = maxConnectionsPerOrigin
         self.idleTimeout = idleTimeout
+    }
+
+    /// The origin and request target of `url` (`UpstreamOrigin.parse`), remembered.
+    func route(_ url: String) -> (origin: UpstreamOrigin, target: String)? {
+        if let known = routes[url] { return known }
+        guard let parsed = UpstreamOrigin.parse(url) else { return nil }
+        if routes.count >= Self.maxRoutes { routes.removeAll(keepingCapacity: true) }
+        routes[url] = parsed
+        return parsed
     }
 
     /// Connections open now to `origin` (idle and busy).
