@@ -339,13 +339,6 @@ struct NodeCluster: GatewayCluster {
     }
 
     func ownEventsAcknowledgedThrough() -> HLCTimestamp? {
-        let local = NodeID(name: localName)
-        let marks = sync.peerWatermarks()
-        var through = HLCTimestamp.max
-        for m in gossip.members() where m.member.name != localName && m.member.status.isActive {
-            guard let mark = marks[m.member.name]?[local] else { return nil }
-            through = min(through, mark)
-        }
-        return through
+        sync.acknowledged(of: NodeID(name: localName), byEach: gossip.activePeerNames)
     }
 }

@@ -62,6 +62,9 @@ public final class GossipService: Service, Sendable {
     /// Live (alive or suspect) members in the high 32 bits, members not `left` in the low ones,
     /// this node included: updated on every status change, read without a lock.
     private let counts = Atomic<UInt64>(1 << 32 | 1)
+    /// Names of the live (alive or suspect) members other than this node, updated on every
+    /// status change.
+    private let activePeers = Mutex<[String]>([])
 
     public init(
         local: SWIM.Member, settings: SWIM.Settings, host: String, port: Int, keyring: Keyring?, faults: FaultInjector,
@@ -116,6 +119,10 @@ public final class GossipService: Service, Sendable {
 
     /// Live members (alive or suspect), this node included: a snapshot kept on status changes.
     public var liveMemberCount: Int { Int(counts.load(ordering: .relaxed) >> 32) }
+
+    /// The live (alive or suspect) members other than this node: a snapshot kept on status
+    /// changes.
+    public var activePeerNames: [String] { activePeers.withLock { $0 } }
 
     /// Members known and not `left`, this node included.
     public var knownMemberCount: Int { Int(counts.load(ordering: .relaxed) & 0xFFFF_FFFF) }
@@ -294,6 +301,9 @@ public final class GossipService: Service, Sendable {
                     let live = UInt64(members.lazy.filter { $0.status.isActive }.count)
                     let known = UInt64(members.lazy.filter { $0.status != .left }.count)
                     counts.store(max(1, live) << 32 | max(1, known), ordering: .relaxed)
+                    activePeers.withLock { names in
+                        names = members.filter { $0.status.isActive && $0.name != localName }.map(\.name)
+                    }
                     return Array(s.subscribers.values)
                 }
                 for c in subscribers { c.yield(change) }

@@ -613,6 +613,23 @@ public final class SyncService: Service, Sendable {
     }
 
     /// What each connected peer has acknowledged holding, per origin (its hello, then acks).
+    /// The least of what each of `peers` acknowledged of `origin`'s events over its established
+    /// streams; nil when one of them acknowledged none. `.max` for no peers.
+    public func acknowledged(of origin: NodeID, byEach peers: [String]) -> HLCTimestamp? {
+        state.withLock { s in
+            var through = HLCTimestamp.max
+            for name in peers {
+                var mark: HLCTimestamp?
+                for connection in s.connections.values where connection.established && connection.peer == name {
+                    if let m = connection.watermarks[origin] { mark = max(mark ?? m, m) }
+                }
+                guard let mark else { return nil }
+                through = min(through, mark)
+            }
+            return through
+        }
+    }
+
     public func peerWatermarks() -> [String: [NodeID: HLCTimestamp]] {
         state.withLock { s in
             var out: [String: [NodeID: HLCTimestamp]] = [:]
