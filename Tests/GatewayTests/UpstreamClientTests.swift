@@ -1,0 +1,154 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import Gateway
+
+/// The upstream client against a provider on a real loopback socket that answers with scripted
+/// bytes: answers read whole for calls that do not stream, heads at once for streams, and what
+/// a call does when the answer stops, overflows or is abandoned.
+@Suite(.timeLimit(.minutes(1))) struct UpstreamClientTests {
+    /// A provider that answers the first request bytes of each connection with `answer`, then
+    /// `rest` after `delay` (or nothing more), then closes if told to.
+    final class ScriptedProvider: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        let answer: String
+        let rest: String?
+        let delay: TimeAmount
+        let closeAfter: Bool
+        /// Connections the client closed.
+        let closedByClient = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        let restSent = Atomic<Bool>(false)
+
+        init(answer: String, rest: String? = nil, delay: TimeAmount = .milliseconds(50), closeAfter: Bool = false) {
+            self.answer = answer
+            self.rest = rest
+            self.delay = delay
+            self.closeAfter = closeAfter
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard requests.add(1, ordering: .relaxed).newValue == 1 else { return }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let (rest, closeAfter, provider) = (rest, closeAfter, self)
+            context.eventLoop.scheduleTask(in: delay) {
+                let context = bound.value
+                if let rest { context.writeAndFlush(NIOAny(ByteBuffer(string: rest)), promise: nil) }
+                provider.restSent.store(true, ordering: .relaxed)
+                if closeAfter { context.close(promise: nil) }
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            if !closeAfter { closedByClient.add(1, ordering: .relaxed) }
+        }
+    }
+
+    /// Serves `provider` on 127.0.0.1 and returns the channel and its URL.
+    static func serve(_ provider: ScriptedProvider) async throws -> (any Channel, String) {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(provider) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return (channel, "http://127.0.0.1:\(channel.localAddress!.port!)/v1/chat/completions")
+    }
+
+    static func call(_ url: String, wholeBodyLimit: Int?) -> UpstreamCall {
+        UpstreamCall(
+            url: url, headers: ["content-type": "application/json"], body: Array(#"{"model":"m"}"#.utf8),
+            timeout: .seconds(10), wholeBodyLimit: wholeBodyLimit)
+    }
+
+    static func text(_ body: UpstreamBody) async throws -> String {
+        String(buffer: try await body.collect(upTo: 1 << 20))
+    }
+
+    @Test func aCallThatDoesNotStream_returnsOnceTheAnswerIsWhole() async throws {
+        let provider = ScriptedProvider(answer: "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello", rest: " world")
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient()
+        let response = try await client.send(Self.call(url, wholeBodyLimit: 1024))
+        #expect(response.status == 200)
+        // Complete when the call returns: the body is held, not streamed.
+        #expect(response.body.whole.map { String(buffer: $0) } == "hello world")
+        #expect(try await Self.text(response.body) == "hello world")
+    }
+
+    @Test func aStream_returnsAtTheHead_andItsBodyFollows() async throws {
+        let provider = ScriptedProvider(
+            answer: "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 11\r\n\r\nhello",
+            rest: " world", delay: .seconds(1))
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient()
+        let response = try await client.send(Self.call(url, wholeBodyLimit: nil))
+        let restWasSent = provider.restSent.load(ordering: .relaxed)
+        #expect(!restWasSent, "the call waited for the body")
+        #expect(response.body.whole == nil)
+        #expect(try await Self.text(response.body) == "hello world")
+    }
+
+    @Test func anAnswerOverTheLimit_failsTheCall_namingTheLimit() async throws {
+        let provider = ScriptedProvider(
+            answer: "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n" + String(repeating: "x", count: 40))
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient()
+        await #expect {
+            _ = try await client.send(Self.call(url, wholeBodyLimit: 16))
+        } throws: { error in
+            guard case UpstreamFailure.other(let detail) = error else { return false }
+            return detail.contains("larger than 16 bytes")
+        }
+    }
+
+    @Test func aProviderThatClosesMidBody_failsTheCall() async throws {
+        let provider = ScriptedProvider(
+            answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart", closeAfter: true)
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient()
+        await #expect {
+            _ = try await client.send(Self.call(url, wholeBodyLimit: 1024))
+        } throws: { error in
+            guard case UpstreamFailure.other(let detail) = error else { return false }
+            return detail.contains("mid-body")
+        }
+    }
+
+    @Test func aCallCancelledWhileItsAnswerIsGathered_closesTheConnection() async throws {
+        let provider = ScriptedProvider(answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart")
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient()
+        let call = Task { try await client.send(Self.call(url, wholeBodyLimit: 1024)) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while provider.requests.load(ordering: .relaxed) == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let cancelled = ContinuousClock.now
+        call.cancel()
+        await #expect {
+            _ = try await call.value
+        } throws: { error in
+            guard case UpstreamFailure.cancelled = error else { return false }
+            return true
+        }
+        while provider.closedByClient.load(ordering: .relaxed) == 0 && ContinuousClock.now < cancelled + .seconds(5) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(provider.closedByClient.load(ordering: .relaxed) == 1)
+        // Well before the call's 10 s timeout, even on a machine loaded by the parallel suites.
+        #expect(ContinuousClock.now - cancelled < .seconds(2))
+    }
+}
