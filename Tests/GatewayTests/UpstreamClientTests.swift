@@ -173,4 +173,21 @@ import Testing
         let closedAt = provider.closedAt.withLock { $0 }
         #expect(closedAt.map { $0 - cancelled < .seconds(2) } == true, "closed at \(String(describing: closedAt))")
     }
+
+    @Test func aConnectionThatOutlivesItsClient_closesOnItsIdleTimeout_quietly() async throws {
+        let provider = ScriptedProvider(answer: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        let (server, url) = try await Self.serve(provider)
+        defer { server.close(promise: nil) }
+        do {
+            let client = try UpstreamClient(idleTimeout: .milliseconds(100), group: Self.group)
+            let response = try await client.send(Self.call(url, wholeBodyLimit: 1024))
+            #expect(try await Self.text(response.body) == "ok")
+        }
+        // The client and its pool are gone; the pooled connection closes on its idle timeout.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while provider.closedByClient.load(ordering: .relaxed) == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(provider.closedByClient.load(ordering: .relaxed) == 1)
+    }
 }

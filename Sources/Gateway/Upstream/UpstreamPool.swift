@@ -95,8 +95,10 @@ final class UpstreamPool {
                         channel.close(promise: nil)
                         return connectFailed(origin, exchange, "the connection could not be set up")
                     }
-                    connection.onReleased = { [unowned self] in released($0) }
-                    connection.onClosed = { [unowned self] in closed($0) }
+                    // Weak: a connection can outlive its client (and this pool), and closes
+                    // later on its idle timeout.
+                    connection.onReleased = { [weak self] in self?.released($0) }
+                    connection.onClosed = { [weak self] in self?.closed($0) }
                     connection.start(exchange)
                 case .failure(let error):
                     connectFailed(origin, exchange, Self.describe(error))
