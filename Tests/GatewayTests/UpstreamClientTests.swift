@@ -117,32 +117,29 @@ import Testing
         #expect(try await Self.text(response.body) == "hello world")
     }
 
+    /// Expects a whole-answer call to `provider`, with `limit`, to fail with a detail naming `detail`.
+    static func expectFailure(of provider: ScriptedProvider, limit: Int, naming detail: String) async throws {
+        let (server, url) = try await serve(provider)
+        defer { server.close(promise: nil) }
+        let client = try UpstreamClient(group: group)
+        await #expect {
+            _ = try await client.send(call(url, wholeBodyLimit: limit))
+        } throws: { error in
+            guard case UpstreamFailure.other(let message) = error else { return false }
+            return message.contains(detail)
+        }
+    }
+
     @Test func anAnswerOverTheLimit_failsTheCall_namingTheLimit() async throws {
         let provider = ScriptedProvider(
             answer: "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n" + String(repeating: "x", count: 40))
-        let (server, url) = try await Self.serve(provider)
-        defer { server.close(promise: nil) }
-        let client = try UpstreamClient(group: Self.group)
-        await #expect {
-            _ = try await client.send(Self.call(url, wholeBodyLimit: 16))
-        } throws: { error in
-            guard case UpstreamFailure.other(let detail) = error else { return false }
-            return detail.contains("larger than 16 bytes")
-        }
+        try await Self.expectFailure(of: provider, limit: 16, naming: "larger than 16 bytes")
     }
 
     @Test func aProviderThatClosesMidBody_failsTheCall() async throws {
         let provider = ScriptedProvider(
             answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart", closeAfter: true)
-        let (server, url) = try await Self.serve(provider)
-        defer { server.close(promise: nil) }
-        let client = try UpstreamClient(group: Self.group)
-        await #expect {
-            _ = try await client.send(Self.call(url, wholeBodyLimit: 1024))
-        } throws: { error in
-            guard case UpstreamFailure.other(let detail) = error else { return false }
-            return detail.contains("mid-body")
-        }
+        try await Self.expectFailure(of: provider, limit: 1024, naming: "mid-body")
     }
 
     @Test func aCallCancelledWhileItsAnswerIsGathered_closesTheConnection() async throws {
