@@ -1,7 +1,6 @@
 import EventLog
-import HTTPTypes
-import Hummingbird
 import NIOCore
+import NIOHTTP1
 
 extension GatewayEngine {
     static let maxResponseBytes = 64 << 20
@@ -14,24 +13,28 @@ extension GatewayEngine {
     func deliver(
         _ response: UpstreamResponse, request: ClientRequest, target: ModelTarget, upstreamAPI: WireAPI,
         callerRules: [LimitRule], targetRules: [LimitRule], record: inout RequestRecord, sent: ContinuousClock.Instant
-    ) async -> (Response, isStream: Bool) {
+    ) async -> (FrontResponse, isStream: Bool) {
         let api = request.endpoint.api
         let ok = (200..<300).contains(response.status)
         record.attemptLatency = ContinuousClock.now - sent
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers.append(HTTPField(name: Self.nodeHeader, value: nodeName))
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(6)
+        if ok && request.stream {
+            headers.add(name: "content-type", value: "text/event-stream")
+            headers.add(name: "cache-control", value: "no-cache")
+        } else {
+            headers.add(name: "content-type", value: "application/json")
+        }
+        headers.add(name: Self.nodeHeader, value: nodeName)
         for rule in callerRules + targetRules where rule.requestsPerWindow != nil {
             if let status = limitStatus(rule) {
                 for (name, value) in RateLimitHeaders.headers(status, unit: .requests) {
-                    if let field = HTTPField.Name(name) { headers[field] = value }
+                    headers.add(name: name, value: value)
                 }
             }
             break
         }
         if ok && request.stream {
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
             let mode: StreamRelay.Mode =
                 switch (upstreamAPI, api) {
                 case (.openAI, .openAI): .openAI(clientWantsUsage: request.includeUsage)
@@ -46,7 +49,7 @@ extension GatewayEngine {
             let rules = callerRules + targetRules
             let provider = target.provider
             let created = wallClock.nowMillis() / 1000
-            let responseBody = ResponseBody { [self] writer in
+            let produce: @Sendable (FrontBodyWriter) async throws -> Void = { [self] writer in
                 var streamRecord = baseRecord
                 var relay = StreamRelay(mode: mode, model: target.model, createdSeconds: created)
                 var parser = SSEParser()
@@ -67,7 +70,6 @@ extension GatewayEngine {
                     if let last = parser.finish() { tail += relay.relay(last) }
                     tail += relay.finish()
                     if !tail.isEmpty { try await writer.write(ByteBuffer(bytes: tail)) }
-                    try await writer.finish(nil)
                 } catch {
                     // The client went away (the upstream request is cancelled with the body
                     // stream), or the provider broke the stream off.
@@ -81,7 +83,9 @@ extension GatewayEngine {
             }
             record.status = response.status
             return (
-                Response(status: .init(code: response.status), headers: headers, body: responseBody), true
+                FrontResponse(
+                    status: response.status, headers: headers, body: .produced(length: nil, produce: produce)),
+                true
             )
         }
         let collected: ByteBuffer
@@ -93,7 +97,7 @@ extension GatewayEngine {
             record.outcome = .upstreamError
             let failure = GatewayError.upstreamFailed(
                 status: response.status, detail: "the response body broke off ([\(error)])")
-            return (failure.response(api: api), false)
+            return (failure.frontResponse(api: api), false)
         }
         let latency = ContinuousClock.now - sent
         record.upstreamTime += latency
@@ -105,8 +109,7 @@ extension GatewayEngine {
             record.outcome = .clientError
             if upstreamAPI == api {
                 return (
-                    Response(
-                        status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
+                    FrontResponse(status: response.status, headers: headers, body: .whole(collected)),
                     isStream: false
                 )
             }
@@ -116,7 +119,7 @@ extension GatewayEngine {
             let error = GatewayError(
                 status: response.status, type: "invalid_request_error",
                 message: "the provider refused the request: \(message)")
-            return (error.response(api: api), false)
+            return (error.frontResponse(api: api), false)
         }
         if upstreamAPI == api {
             let usage = collected.withUnsafeReadableBytes { raw in
@@ -124,7 +127,7 @@ extension GatewayEngine {
             }
             if let usage { record.usage = Usage(response: usage, api: api) }
             return (
-                Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: collected)),
+                FrontResponse(status: response.status, headers: headers, body: .whole(collected)),
                 isStream: false
             )
         }
@@ -132,7 +135,7 @@ extension GatewayEngine {
             record.status = 502
             record.outcome = .upstreamError
             return (
-                GatewayError.upstreamFailed(status: response.status, detail: "the response is not JSON").response(
+                GatewayError.upstreamFailed(status: response.status, detail: "the response is not JSON").frontResponse(
                     api: api),
                 isStream: false
             )
@@ -143,14 +146,13 @@ extension GatewayEngine {
             ? Translate.messageToChatCompletion(json, nowSeconds: wallClock.nowMillis() / 1000)
             : Translate.chatCompletionToMessage(json)
         return (
-            Response(
-                status: .init(code: response.status), headers: headers,
-                body: .init(byteBuffer: ByteBuffer(bytes: translated.renderedBytes()))),
+            FrontResponse(
+                status: response.status, headers: headers, body: .whole(ByteBuffer(bytes: translated.renderedBytes()))),
             isStream: false
         )
     }
 
-    static let nodeHeader = HTTPField.Name("x-bifrost-node")!
+    static let nodeHeader = "x-bifrost-node"
 
     /// Metrics, token accounting and the `usage.recorded` event of a finished request; `rules`
     /// are the caller's and the serving target's limit rules.

@@ -1,6 +1,4 @@
 import EventLog
-import HTTPTypes
-import Hummingbird
 import NIOCore
 import NIOHTTP1
 
@@ -12,7 +10,7 @@ extension GatewayEngine {
     /// Forwards a request this node cannot serve to a healthy peer (`migrate_to_healthy`), over
     /// the cluster-authenticated inter-node path. The peer serves it without migrating again.
     /// Returns nil when no peer could take it.
-    func migrate(_ request: ClientRequest, caller: Caller, strategy: MigrationStrategy) async -> Response? {
+    func migrate(_ request: ClientRequest, caller: Caller, strategy: MigrationStrategy) async -> FrontResponse? {
         let path = request.endpoint.path
         let virtualKey = caller.virtualKey?.name ?? ""
         var lastRefusal: UpstreamResponse?
@@ -53,18 +51,21 @@ extension GatewayEngine {
     }
 
     /// A peer's response, streamed to the client as it arrives.
-    static func relay(_ response: UpstreamResponse) -> Response {
-        var fields = HTTPFields()
+    static func relay(_ response: UpstreamResponse) -> FrontResponse {
+        var headers = HTTPHeaders()
         for (name, value) in response.headers {
             let lower = name.lowercased()
             guard
                 lower == "content-type" || lower.hasPrefix("x-ratelimit-") || lower == "retry-after"
-                    || lower == "x-bifrost-node" || lower == "cache-control",
-                let field = HTTPField.Name(lower)
+                    || lower == "x-bifrost-node" || lower == "cache-control"
             else { continue }
-            fields.append(HTTPField(name: field, value: value))
+            headers.add(name: lower, value: value)
         }
-        return Response(
-            status: .init(code: response.status), headers: fields, body: ResponseBody(asyncSequence: response.body))
+        let body = response.body
+        return FrontResponse(
+            status: response.status, headers: headers,
+            body: .produced(length: nil) { writer in
+                for try await part in body { try await writer.write(part) }
+            })
     }
 }

@@ -45,7 +45,9 @@ extension GatewayEngine {
 
     /// Runs one client request to completion (or to the start of its stream): performs what
     /// the request's `RequestMachine` decides, one step at a time.
-    public func handle(_ request: ClientRequest, caller: Caller, started: ContinuousClock.Instant) async -> Response {
+    public func handle(
+        _ request: ClientRequest, caller: Caller, started: ContinuousClock.Instant
+    ) async -> FrontResponse {
         let api = request.endpoint.api
         let runtime = self.runtime
         let strategy = self.strategy(for: request)
@@ -79,7 +81,7 @@ extension GatewayEngine {
         }
         var event = RequestMachine.Event.start
         var response: UpstreamResponse?
-        var peerResponse: Response?
+        var peerResponse: FrontResponse?
         var sent = started
         while true {
             let step = machine.handle(event, now: ContinuousClock.now - started)
@@ -93,7 +95,7 @@ extension GatewayEngine {
                 event = .admission(rejection)
             case .migrate:
                 peerResponse = await migrate(request, caller: caller, strategy: strategy)
-                event = .migration(status: peerResponse.map { Int($0.status.code) })
+                event = .migration(status: peerResponse?.status)
             case .pick(let route, let targets, let excluded, let orElse):
                 let now = wallClock.nowMillis()
                 event = .picked(
@@ -118,7 +120,9 @@ extension GatewayEngine {
                     event = .clientGone
                 }
             case .deliver(let attempt):
-                guard let response else { return GatewayError.internalError("no upstream response").response(api: api) }
+                guard let response else {
+                    return GatewayError.internalError("no upstream response").frontResponse(api: api)
+                }
                 var record = machine.record
                 record.budgetHolds = budgetHolds
                 let (answer, isStream) = await deliver(
@@ -128,11 +132,11 @@ extension GatewayEngine {
                 streaming = isStream
                 return answer
             case .relayMigration:
-                return peerResponse ?? GatewayError.internalError("no peer response").response(api: api)
+                return peerResponse ?? GatewayError.internalError("no peer response").frontResponse(api: api)
             case .respond(let error):
-                return error.response(api: api)
+                return error.frontResponse(api: api)
             case .abandon:
-                return Response(status: .init(code: 499))
+                return FrontResponse(status: 499)
             }
         }
     }

@@ -8,6 +8,12 @@ extension Error {
         if let error = self as? GatewayError { return error.response(api: api) }
         return GatewayError.internalError("unexpected error: \(self)").response(api: api)
     }
+
+    /// The same in the HTTP front's shape.
+    func frontResponse(api: WireAPI) -> FrontResponse {
+        if let error = self as? GatewayError { return error.frontResponse(api: api) }
+        return GatewayError.internalError("unexpected error: \(self)").frontResponse(api: api)
+    }
 }
 
 extension GatewayError {

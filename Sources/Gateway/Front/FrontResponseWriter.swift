@@ -1,12 +1,10 @@
-import HTTPTypes
-import Hummingbird
 import NIOCore
 import NIOHTTP1
 
-/// Writes a `Response` to a client connection: the head, then the body as it is produced, then
-/// the end. A body of known length is written whole with one flush; a body without one (a
-/// stream) is flushed part by part, and each part waits until the socket took it, so a slow
-/// client slows the producer instead of filling memory.
+/// Writes a `FrontResponse` to a client connection: the head, then the body, then the end. A
+/// whole body goes out with its head in one flush, without waiting for the socket; a produced
+/// body of unknown length (a stream) is flushed part by part, and its end waits until the socket
+/// took it.
 struct FrontResponseWriter: Sendable {
     let channel: any Channel
     let version: HTTPVersion
@@ -14,19 +12,20 @@ struct FrontResponseWriter: Sendable {
     let keepAlive: Bool
 
     /// The response head for `response`: its headers, the framing, `connection` and `server`.
-    static func head(_ response: Response, version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(response.headers.count + 3)
+    static func head(_ response: FrontResponse, version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
+        var headers = response.headers
         var close = !keepAlive
-        for field in response.headers {
-            if field.name == .connection {
-                if field.value.lowercased() == "close" { close = true }
-                continue
-            }
-            headers.add(name: field.name.rawName, value: field.value)
+        if headers.contains(name: "connection") {
+            if headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) { close = true }
+            headers.remove(name: "connection")
         }
-        if let length = response.body.contentLength {
-            if response.headers[.contentLength] == nil { headers.add(name: "content-length", value: String(length)) }
+        let length: Int? =
+            switch response.body {
+            case .whole(let buffer): buffer.readableBytes
+            case .produced(let length, _): length
+            }
+        if let length {
+            if !headers.contains(name: "content-length") { headers.add(name: "content-length", value: String(length)) }
         } else if version.major == 1 && version.minor == 0 {
             // No chunked encoding before HTTP/1.1: the end of the connection ends the body.
             close = true
@@ -37,42 +36,36 @@ struct FrontResponseWriter: Sendable {
             headers.add(name: "connection", value: "keep-alive")
         }
         headers.add(name: "server", value: "bifrost")
-        let status = HTTPResponseStatus(statusCode: response.status.code, reasonPhrase: response.status.reasonPhrase)
-        return HTTPResponseHead(version: version, status: status, headers: headers)
+        return HTTPResponseHead(
+            version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
     }
 
-    func write(_ response: Response) async {
-        let head = Self.head(response, version: version, keepAlive: keepAlive)
-        channel.write(HTTPServerResponsePart.head(head), promise: nil)
-        do {
-            try await response.body.write(BodyWriter(channel: channel, flushEach: response.body.contentLength == nil))
-        } catch {
-            // The body failed half-way (the client left, or its producer failed): a response
-            // that cannot be finished properly ends with the connection.
-            channel.close(promise: nil)
-        }
+    /// Writes a whole response at once; on the channel's event loop.
+    func writeWhole(_ response: FrontResponse, body: ByteBuffer) {
+        channel.write(
+            HTTPServerResponsePart.head(Self.head(response, version: version, keepAlive: keepAlive)), promise: nil)
+        if body.readableBytes > 0 { channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil) }
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
     }
 
-    private struct BodyWriter: ResponseBodyWriter {
-        let channel: any Channel
-        let flushEach: Bool
-
-        mutating func write(_ buffer: ByteBuffer) async throws {
-            let part = HTTPServerResponsePart.body(.byteBuffer(buffer))
-            if flushEach {
-                try await channel.writeAndFlush(part).get()
-            } else {
-                channel.write(part, promise: nil)
-            }
-        }
-
-        /// A stream's end waits until the socket took it; a whole body's does not (nothing
-        /// follows it that the wait would hold back).
-        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
-            if flushEach {
-                try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
-            } else {
-                channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+    func write(_ response: FrontResponse) async {
+        switch response.body {
+        case .whole(let body):
+            writeWhole(response, body: body)
+        case .produced(let length, let produce):
+            channel.write(
+                HTTPServerResponsePart.head(Self.head(response, version: version, keepAlive: keepAlive)), promise: nil)
+            do {
+                try await produce(FrontBodyWriter(channel: channel, flushEach: length == nil))
+                if length == nil {
+                    try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+                } else {
+                    channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+                }
+            } catch {
+                // The body failed half-way (the client left, or its producer failed): a response
+                // that cannot be finished properly ends with the connection.
+                channel.close(promise: nil)
             }
         }
     }

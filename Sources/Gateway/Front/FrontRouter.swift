@@ -23,7 +23,7 @@ public struct FrontRouter: FrontResponder {
         self.logger = logger
     }
 
-    public func respond(to request: FrontRequest, channel: any Channel) async -> Response {
+    public func respond(to request: FrontRequest, channel: any Channel) async -> FrontResponse {
         if request.head.method == .POST, let endpoint = Self.endpoints[request.path] {
             return await GatewayRoutes.proxy(
                 endpoint, headers: request.head.headers, body: request.body, engine: engine)
@@ -31,12 +31,34 @@ public struct FrontRouter: FrontResponder {
         let routed = Request(head: Self.httpRequest(request.head), body: RequestBody(buffer: request.body))
         let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: logger))
         do {
-            return try await routes.respond(to: routed, context: context)
+            return Self.frontResponse(try await routes.respond(to: routed, context: context))
         } catch {
             logger.error(
                 "request failed", metadata: ["http.path": .string(String(request.path)), "error": .string("\(error)")])
-            return GatewayError.internalError("The request failed inside the gateway.").response(api: .openAI)
+            return GatewayError.internalError("The request failed inside the gateway.").frontResponse(api: .openAI)
         }
+    }
+
+    /// A router's response in the front's shape; its body is written as the route produces it.
+    static func frontResponse(_ response: Response) -> FrontResponse {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(response.headers.count)
+        for field in response.headers { headers.add(name: field.name.rawName, value: field.value) }
+        let body = response.body
+        return FrontResponse(
+            status: Int(response.status.code), headers: headers,
+            body: .produced(length: body.contentLength) { writer in try await body.write(RouteBodyWriter(writer)) })
+    }
+
+    /// Hands a route's body to the front; the front writes the end once the body is produced.
+    private struct RouteBodyWriter: ResponseBodyWriter {
+        let writer: FrontBodyWriter
+
+        init(_ writer: FrontBodyWriter) { self.writer = writer }
+
+        mutating func write(_ buffer: ByteBuffer) async throws { try await writer.write(buffer) }
+
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
     }
 
     /// The head in swift-http-types' shape, for the router.

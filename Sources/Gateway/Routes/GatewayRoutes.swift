@@ -26,7 +26,7 @@ public enum GatewayRoutes {
     /// with 413 before reading them).
     static func proxy(
         _ endpoint: ClientEndpoint, headers: HTTPHeaders, body: ByteBuffer, engine: GatewayEngine
-    ) async -> Response {
+    ) async -> FrontResponse {
         let started = ContinuousClock.now
         let api = endpoint.api
         let migratedFrom = headers.first(name: GatewayEngine.migratedFromHeader)
@@ -37,7 +37,7 @@ public enum GatewayRoutes {
                     authorization: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
             } catch {
                 engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: error.status)
-                return error.response(api: api)
+                return error.frontResponse(api: api)
             }
         }
         let bytes = Array(body.readableBytesView)
@@ -51,12 +51,12 @@ public enum GatewayRoutes {
                     virtualKey: virtualKey, body: bytes, nowMillis: SystemWallClock().nowMillis())
             else {
                 return GatewayError.unauthorized("the inter-node request is not authenticated by the cluster key")
-                    .response(api: api)
+                    .frontResponse(api: api)
             }
             if !virtualKey.isEmpty {
                 guard let entry = engine.runtime.virtualKeys.entry(named: virtualKey) else {
                     return GatewayError.unauthorized("the virtual key of a migrated request is unknown here")
-                        .response(api: api)
+                        .frontResponse(api: api)
                 }
                 caller = Caller(virtualKey: entry)
             }
@@ -66,7 +66,7 @@ public enum GatewayRoutes {
             parsed = try ClientRequest.parse(endpoint, bytes)
         } catch {
             engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: error.status)
-            return error.response(api: api)
+            return error.frontResponse(api: api)
         }
         parsed.migratedFrom = migratedFrom
         return await engine.handle(parsed, caller: caller, started: started)

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 
 extension GatewayError {
     /// The HTTP response for a client of `api`: the error body in that API's shape, JSON content
@@ -14,6 +15,16 @@ extension GatewayError {
         return Response(
             status: HTTPResponse.Status(code: status), headers: fields,
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The same response in the HTTP front's shape.
+    func frontResponse(api: WireAPI) -> FrontResponse {
+        var fields = HTTPHeaders()
+        fields.reserveCapacity(headers.count + 1)
+        fields.add(name: "content-type", value: "application/json")
+        for header in headers { fields.add(name: header.name, value: header.value) }
+        let body = api == .anthropic ? anthropicBody() : openAIBody()
+        return FrontResponse(status: status, headers: fields, body: .whole(ByteBuffer(bytes: body)))
     }
 }
 
