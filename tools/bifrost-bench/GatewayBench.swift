@@ -22,12 +22,19 @@ struct GatewayBench: AsyncParsableCommand {
             requests/s, latency p50/p99 and the latency added over the direct row, the CPU time the \
             proxy's processes spent per request (all node processes for the cluster), the gateway's \
             in-process overhead (its bifrost_gateway_overhead_seconds histogram) and the node's resident \
-            memory. CPU per request is the least noisy figure on a shared machine. Needs wrk and nginx \
+            memory. All of them run for the whole benchmark, and the measurements are interleaved: \
+            each of --rounds rounds runs every row once, back to back, at each level. A figure is the \
+            median over the rounds, and a comparison of two rows (a ratio, the latency added) the median \
+            of their same-round comparisons, so the drift of a shared machine between rounds cancels \
+            out. CPU per request is the least noisy figure on a shared machine. Needs wrk and nginx \
             (Debian packages wrk, nginx-light).
             """)
 
     @Option(help: "Seconds per measurement.")
-    var seconds: Int = 10
+    var seconds: Int = 6
+
+    @Option(help: "Rounds; each runs every row once, back to back, and the report takes the medians.")
+    var rounds: Int = 3
 
     @Option(help: "Connections of the loaded runs.")
     var connections: Int = 64
@@ -36,6 +43,12 @@ struct GatewayBench: AsyncParsableCommand {
     var json = false
 
     static let body = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchmark me"}],"max_tokens":16}"#
+
+    func validate() throws {
+        guard seconds >= 1 else { throw ValidationError("--seconds must be at least 1, got \(seconds)") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1, got \(rounds)") }
+        guard connections >= 2 else { throw ValidationError("--connections must be at least 2, got \(connections)") }
+    }
 
     func run() async throws {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -70,120 +83,185 @@ struct GatewayBench: AsyncParsableCommand {
              "virtual_keys": [{"name": "bench-team", "value": "sk-bench-team", "models": ["*"], "limits": {"rpm": 100000000}}],
              "cluster": {"gossip": {"interval": "1s", "timeout": "5s"}}}
             """
-        var runs: [String: JSONValue] = [:]
-        var results:
-            [(label: String, conns: Int, run: WrkRun, overhead: (Double, Double)?, rss: UInt64?, cpu: Double?)] = []
-        let levels = [1, connections]
 
-        for conns in levels {
-            let before = CPUTime.seconds(upstream.pids)
-            let r = try wrk(url: upstreamURL + "/v1/chat/completions", connections: conns, script: script)
-            let cpu = CPUTime.perRequest(before: before, after: CPUTime.seconds(upstream.pids), run: r)
-            results.append(("direct", conns, r, nil, nil, cpu))
-            log("direct       c=\(conns): \(r.summary), \(Self.cpuText(cpu))")
+        // Every row's server runs for the whole benchmark, so the rounds can interleave them.
+        let proxy = try NginxProxy(upstreamPort: upstream.port, scratch: scratch)
+        defer { proxy.stop() }
+        guard await Self.waitHTTP(proxy.url + "/health") else { throw ValidationError("nginx did not start") }
+        let floorPort = Int.random(in: 15_000...16_999)
+        let floor = try Self.launch(
+            URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
+            ["passthrough", "--upstream", "127.0.0.1:\(upstream.port)", "--port", "\(floorPort)"])
+        defer {
+            kill(floor.processIdentifier, SIGKILL)
+            floor.waitUntilExit()
         }
-        do {
-            let proxy = try NginxProxy(upstreamPort: upstream.port, scratch: scratch)
-            defer { proxy.stop() }
-            guard await Self.waitHTTP(proxy.url + "/health") else { throw ValidationError("nginx did not start") }
-            for (conns, r, cpu) in try reference(
-                "nginx", url: proxy.url + "/v1/chat/completions", levels, script, pids: { proxy.pids })
-            {
-                results.append(("nginx", conns, r, nil, nil, cpu))
-            }
+        guard await Self.waitHTTP("http://127.0.0.1:\(floorPort)/health") else {
+            throw ValidationError("the pass-through proxy did not start")
         }
-        do {
-            let port = Int.random(in: 15_000...16_999)
-            let floor = try Self.launch(
-                URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(),
-                ["passthrough", "--upstream", "127.0.0.1:\(upstream.port)", "--port", "\(port)"])
-            defer {
-                kill(floor.processIdentifier, SIGKILL)
-                floor.waitUntilExit()
-            }
-            let base = "http://127.0.0.1:\(port)"
-            guard await Self.waitHTTP(base + "/health") else {
-                throw ValidationError("the pass-through proxy did not start")
-            }
-            let pid = floor.processIdentifier
-            for (conns, r, cpu) in try reference(
-                "passthrough", url: base + "/v1/chat/completions", levels, script, pids: { [pid] })
-            {
-                results.append(("passthrough", conns, r, nil, nil, cpu))
-            }
+        let apiBase = Int.random(in: 21_000...29_900)
+        let single = try LocalCluster(size: 1, bin: bin, tag: "-one", apiBase: apiBase)
+        let triple = try LocalCluster(size: 3, bin: bin, tag: "-three", apiBase: apiBase + 50)
+        defer {
+            single.destroy()
+            triple.destroy()
         }
-        for size in [1, 3] {
-            let cluster = try LocalCluster(size: size, bin: bin)
+        for cluster in [single, triple] {
             cluster.config = config
-            defer { cluster.destroy() }
             try cluster.startAll()
             guard await cluster.waitAllAlive(timeout: .seconds(30)) else {
-                throw ValidationError("the \(size)-node cluster did not form")
+                throw ValidationError("the \(cluster.size)-node cluster did not form")
             }
-            let label = size == 1 ? "one_node" : "cluster_node"
-            let url = "http://127.0.0.1:\(cluster.apiBase)/v1/chat/completions"
-            // Warm the upstream connection pool and the first limiter counters.
-            _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
-            let pids = (0..<size).compactMap { cluster.pid($0) }
-            for conns in levels {
-                let before = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
-                let cpuBefore = CPUTime.seconds(pids)
-                let r = try wrk(url: url, connections: conns, script: script)
-                let cpu = CPUTime.perRequest(before: cpuBefore, after: CPUTime.seconds(pids), run: r)
-                let after = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
-                let overhead = Self.quantiles(before: before, after: after)
-                let rss = cluster.rss(0)
-                results.append((label, conns, r, overhead, rss, cpu))
-                log(
-                    "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), \(Self.cpuText(cpu)), overhead p50 \(Self.micros(overhead?.0)) p99 \(Self.micros(overhead?.1)), RSS \((rss ?? 0) >> 20) MiB"
-                )
-            }
-            await cluster.stopAll()
         }
-        for (label, conns, r, overhead, rss, cpu) in results {
-            let direct = results.first { $0.label == "direct" && $0.conns == conns }!.run
-            var fields: [String: JSONValue] = [
-                "requests_per_second": .double(r.requestsPerSecond), "p50_ms": .double(r.p50Millis),
-                "p99_ms": .double(r.p99Millis), "errors": .uint(r.errors), "requests": .uint(r.requests),
-            ]
-            if label != "direct" {
-                fields["added_p50_ms"] = .double(((r.p50Millis - direct.p50Millis) * 1000).rounded() / 1000)
-                fields["added_p99_ms"] = .double(((r.p99Millis - direct.p99Millis) * 1000).rounded() / 1000)
-                fields["throughput_ratio_to_direct"] = .double(
-                    (r.requestsPerSecond / max(1, direct.requestsPerSecond) * 1000).rounded() / 1000)
-            }
-            if label == "one_node" || label == "cluster_node",
-                let nginx = results.first(where: { $0.label == "nginx" && $0.conns == conns })?.run
-            {
-                fields["throughput_ratio_to_nginx"] = .double(
-                    (r.requestsPerSecond / max(1, nginx.requestsPerSecond) * 1000).rounded() / 1000)
-            }
-            if label == "one_node" || label == "cluster_node",
-                let floor = results.first(where: { $0.label == "passthrough" && $0.conns == conns })?.run
-            {
-                fields["throughput_ratio_to_passthrough"] = .double(
-                    (r.requestsPerSecond / max(1, floor.requestsPerSecond) * 1000).rounded() / 1000)
-            }
-            if let cpu {
-                fields["cpu_us_per_request"] = .double((cpu * 1e7).rounded() / 10)
-                if label == "one_node" || label == "cluster_node",
-                    let floorCPU = results.first(where: { $0.label == "passthrough" && $0.conns == conns })?.cpu
-                {
-                    fields["cpu_ratio_to_passthrough"] = .double((cpu / max(1e-9, floorCPU) * 100).rounded() / 100)
+        let floorPID = floor.processIdentifier
+        let rows: [Row] = [
+            Row(label: "direct", base: upstreamURL, pids: { upstream.pids }),
+            Row(label: "nginx", base: proxy.url, pids: { proxy.pids }),
+            Row(label: "passthrough", base: "http://127.0.0.1:\(floorPort)", pids: { [floorPID] }),
+            Row(
+                label: "one_node", base: "http://127.0.0.1:\(single.apiBase)",
+                pids: { (0..<single.size).compactMap { single.pid($0) } }, cluster: single),
+            Row(
+                label: "cluster_node", base: "http://127.0.0.1:\(triple.apiBase)",
+                pids: { (0..<triple.size).compactMap { triple.pid($0) } }, cluster: triple),
+        ]
+        // Warm each path: upstream connections, the first limiter counters.
+        for row in rows where row.label != "direct" {
+            _ = try wrk(url: row.url, connections: connections, script: script, seconds: 2)
+        }
+
+        var measured: [String: [Measurement]] = [:]
+        for conns in [1, connections] {
+            for round in 1...rounds {
+                for row in rows {
+                    let m = try await measure(row, connections: conns, script: script)
+                    measured["\(row.label)_c\(conns)", default: []].append(m)
+                    var line =
+                        "round \(round) \(row.label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(m.run.summary), \(Self.cpuText(m.cpu))"
+                    if row.cluster != nil {
+                        line +=
+                            ", overhead p50 \(Self.micros(m.overhead?.0)) p99 \(Self.micros(m.overhead?.1)), RSS \((m.rss ?? 0) >> 20) MiB"
+                    }
+                    log(line)
                 }
             }
-            if let overhead {
-                fields["overhead_p50_us"] = .double(overhead.0 * 1e6)
-                fields["overhead_p99_us"] = .double(overhead.1 * 1e6)
+        }
+        for cluster in [single, triple] { await cluster.stopAll() }
+
+        var runs: [String: JSONValue] = [:]
+        for row in rows {
+            for conns in [1, connections] {
+                runs["\(row.label)_c\(conns)"] = .object(
+                    Self.summary(of: row.label, connections: conns, measured: measured))
             }
-            if let rss { fields["rss_mib"] = .double(Double(rss) / 1_048_576) }
-            runs["\(label)_c\(conns)"] = .object(fields)
         }
         let out: JSONValue = .object([
             "seconds_per_run": .uint(UInt64(seconds)), "connections": .uint(UInt64(connections)),
-            "runs": .object(runs),
+            "rounds": .uint(UInt64(rounds)), "runs": .object(runs),
         ])
         print(json ? out.rendered() : out.rendered(pretty: true))
+    }
+
+    /// One path under test: where wrk sends requests and whose processes' CPU is counted.
+    struct Row {
+        var label: String
+        var base: String
+        var pids: () -> [Int32]
+        /// The nodes behind the path, whose overhead histogram and memory are read.
+        var cluster: LocalCluster?
+
+        var url: String { base + "/v1/chat/completions" }
+    }
+
+    /// One wrk run of one row.
+    struct Measurement {
+        var run: WrkRun
+        var cpu: Double?
+        var overhead: (Double, Double)?
+        var rss: UInt64?
+    }
+
+    func measure(_ row: Row, connections conns: Int, script: String) async throws -> Measurement {
+        var before: [(Double, Double)]?
+        if let cluster = row.cluster {
+            before = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
+        }
+        let processes = row.pids()
+        let cpuBefore = CPUTime.seconds(processes)
+        let r = try wrk(url: row.url, connections: conns, script: script)
+        let cpu = CPUTime.perRequest(before: cpuBefore, after: CPUTime.seconds(processes), run: r)
+        var m = Measurement(run: r, cpu: cpu)
+        if let cluster = row.cluster, let before {
+            let after = try await Self.histogram(cluster, name: "bifrost_gateway_overhead_seconds")
+            m.overhead = Self.quantiles(before: before, after: after)
+            m.rss = cluster.rss(0)
+        }
+        return m
+    }
+
+    /// A row's figures at one level: the median over the rounds of each figure, and of each
+    /// comparison with another row the median of its same-round comparisons (rounds run every
+    /// row back to back, so the machine's drift between rounds cancels out of them).
+    static func summary(
+        of label: String, connections conns: Int, measured: [String: [Measurement]]
+    ) -> [String: JSONValue] {
+        let mine = measured["\(label)_c\(conns)"] ?? []
+        let direct = measured["direct_c\(conns)"] ?? []
+        let nginx = measured["nginx_c\(conns)"] ?? []
+        let floor = measured["passthrough_c\(conns)"] ?? []
+        func rounded(_ v: Double, _ places: Double) -> JSONValue { .double((v * places).rounded() / places) }
+        func paired(_ other: [Measurement], _ f: (Measurement, Measurement) -> Double?) -> Double? {
+            median(zip(mine, other).compactMap(f))
+        }
+        var fields: [String: JSONValue] = [
+            "requests_per_second": .double(median(mine.map(\.run.requestsPerSecond)) ?? 0),
+            "p50_ms": .double(median(mine.map(\.run.p50Millis)) ?? 0),
+            "p99_ms": .double(median(mine.map(\.run.p99Millis)) ?? 0),
+            "errors": .uint(mine.reduce(0) { $0 + $1.run.errors }),
+            "requests": .uint(mine.reduce(0) { $0 + $1.run.requests }),
+            "rounds_requests_per_second": .array(mine.map { .double($0.run.requestsPerSecond) }),
+        ]
+        if label != "direct" {
+            if let v = paired(direct, { $0.run.p50Millis - $1.run.p50Millis }) {
+                fields["added_p50_ms"] = rounded(v, 1000)
+            }
+            if let v = paired(direct, { $0.run.p99Millis - $1.run.p99Millis }) {
+                fields["added_p99_ms"] = rounded(v, 1000)
+            }
+            if let v = paired(direct, { $0.run.requestsPerSecond / max(1, $1.run.requestsPerSecond) }) {
+                fields["throughput_ratio_to_direct"] = rounded(v, 1000)
+            }
+            fields["rounds_added_p50_ms"] = .array(
+                zip(mine, direct).map { rounded($0.run.p50Millis - $1.run.p50Millis, 1000) })
+        }
+        if let cpu = median(mine.compactMap(\.cpu)) {
+            fields["cpu_us_per_request"] = rounded(cpu * 1e6, 10)
+            fields["rounds_cpu_us_per_request"] = .array(mine.compactMap(\.cpu).map { rounded($0 * 1e6, 10) })
+        }
+        if label == "one_node" || label == "cluster_node" {
+            if let v = paired(nginx, { $0.run.requestsPerSecond / max(1, $1.run.requestsPerSecond) }) {
+                fields["throughput_ratio_to_nginx"] = rounded(v, 1000)
+            }
+            if let v = paired(floor, { $0.run.requestsPerSecond / max(1, $1.run.requestsPerSecond) }) {
+                fields["throughput_ratio_to_passthrough"] = rounded(v, 1000)
+            }
+            if let v = paired(floor, { a, b in a.cpu.flatMap { c in b.cpu.map { c / max(1e-9, $0) } } }) {
+                fields["cpu_ratio_to_passthrough"] = rounded(v, 100)
+            }
+            if let p50 = median(mine.compactMap(\.overhead?.0)), let p99 = median(mine.compactMap(\.overhead?.1)) {
+                fields["overhead_p50_us"] = .double(p50 * 1e6)
+                fields["overhead_p99_us"] = .double(p99 * 1e6)
+            }
+            if let rss = mine.compactMap(\.rss).max() { fields["rss_mib"] = .double(Double(rss) / 1_048_576) }
+        }
+        return fields
+    }
+
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
     }
 
     /// Starts a helper process with its output discarded.
@@ -195,24 +273,6 @@ struct GatewayBench: AsyncParsableCommand {
         process.standardError = FileHandle.nullDevice
         try process.run()
         return process
-    }
-
-    /// Warms a reference path (its upstream connections), then measures it at each level, with
-    /// the CPU its processes spent per request.
-    func reference(
-        _ label: String, url: String, _ levels: [Int], _ script: String, pids: () -> [Int32]
-    ) throws -> [(Int, WrkRun, Double?)] {
-        _ = try wrk(url: url, connections: connections, script: script, seconds: 2)
-        return try levels.map { conns in
-            let processes = pids()
-            let before = CPUTime.seconds(processes)
-            let r = try wrk(url: url, connections: conns, script: script)
-            let cpu = CPUTime.perRequest(before: before, after: CPUTime.seconds(processes), run: r)
-            log(
-                "\(label.padding(toLength: 12, withPad: " ", startingAt: 0)) c=\(conns): \(r.summary), \(Self.cpuText(cpu))"
-            )
-            return (conns, r, cpu)
-        }
     }
 
     static func cpuText(_ seconds: Double?) -> String {

@@ -200,13 +200,14 @@ final class LocalCluster: @unchecked Sendable {
         #"{"cluster": {"gossip": {"interval": "200ms", "timeout": "1s"}, "failover": {"detection_threshold": 2}}}"#
     private var processes: [Int: Process] = [:]
 
-    init(size: Int, bin: URL) throws {
+    /// `tag` tells apart the data directories of clusters that run side by side.
+    init(size: Int, bin: URL, tag: String = "", apiBase: Int = Int.random(in: 21_000...30_000)) throws {
         self.size = size
         self.bin = bin
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-bench-\(getpid())").path
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-bench-\(getpid())\(tag)").path
         try? FileManager.default.removeItem(atPath: root)
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        apiBase = Int.random(in: 21_000...30_000)
+        self.apiBase = apiBase
         gossipBase = apiBase + 10_000
     }
 

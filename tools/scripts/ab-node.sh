@@ -5,6 +5,9 @@
 # round shows it.
 #
 #   tools/scripts/ab-node.sh ROUNDS SECONDS CONNECTIONS LABEL=path/to/bifrost [LABEL=path ...]
+#
+# AB_CLUSTER=1 runs the node as a one-node cluster (`--cluster`, as `make bench` does), with a
+# fresh cluster key.
 set -euo pipefail
 rounds=$1 seconds=$2 conns=$3
 shift 3
@@ -62,6 +65,12 @@ wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchma
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-ab-team"
 EOF
+cluster_args=()
+if [ "${AB_CLUSTER:-0}" = 1 ]; then
+  cluster_args=(--cluster --node-id ab-node-1 ${AB_EXTRA:-})
+  BIFROST_CLUSTER_KEY=$(head -c 32 /dev/urandom | base64)
+  export BIFROST_CLUSTER_KEY
+fi
 ticks=$(getconf CLK_TCK)
 threads=$((conns < 2 ? conns : 2))
 cpu() { awk -v t="$ticks" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%.6f", (f[12] + f[13]) / t }' "/proc/$1/stat"; }
@@ -70,7 +79,7 @@ for round in $(seq 1 "$rounds"); do
   for pair in "$@"; do
     label=${pair%%=*} bin=${pair#*=}
     rm -rf "$scratch/data"
-    "$bin" serve --config "$scratch/config.json" --data "$scratch/data" --log-level error >/dev/null 2>&1 &
+    "$bin" serve "${cluster_args[@]}" --config "$scratch/config.json" --data "$scratch/data" --log-level error >/dev/null 2>&1 &
     node_pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$api/health" >/dev/null && break; sleep 0.1; done
     wrk -t "$threads" -c "$conns" -d 2s -s "$scratch/post.lua" "http://127.0.0.1:$api/v1/chat/completions" >/dev/null

@@ -19,7 +19,7 @@ echo "== replication: 3 nodes, catch-up of $BENCH_EVENTS events"
 "$BIN/bifrost-bench" replication --nodes 3 --events "$BENCH_EVENTS" --rate 5000 --seconds 10 --json | tee "$BENCH_OUT/replication.json"
 
 echo "== gateway: fixed-body upstream direct vs nginx vs a bare NIO pass-through vs one node vs a 3-node cluster node"
-"$BIN/bifrost-bench" gateway --seconds "${BENCH_GATEWAY_SECONDS:-10}" --connections 64 --json | tee "$BENCH_OUT/gateway.json"
+"$BIN/bifrost-bench" gateway --seconds "${BENCH_GATEWAY_SECONDS:-6}" --rounds "${BENCH_GATEWAY_ROUNDS:-3}" --connections 64 --json | tee "$BENCH_OUT/gateway.json"
 
 python3 tools/scripts/bench_report.py "$BENCH_OUT" docs/BENCHMARKS.md
 echo "report: docs/BENCHMARKS.md"

@@ -142,7 +142,10 @@ def main():
         lines += [
             "## Gateway (`bifrost-bench gateway`)",
             "",
-            f"wrk against `POST /v1/chat/completions` for {g['seconds_per_run']} s per row. The upstream of every row is"
+            f"wrk against `POST /v1/chat/completions`, {g['seconds_per_run']} s per run, in {g.get('rounds', 1)} interleaved"
+            " rounds: every row's server runs throughout, and each round runs every row once, back to back, at each"
+            " level. A figure is the median over the rounds; a ratio or an added latency is the median of the same-round"
+            " comparisons, so the machine's drift between rounds cancels out of it. The upstream of every row is"
             " nginx answering each request with the same chat completion (usage included). Rows: that upstream direct;"
             " a plain nginx reverse proxy (one worker, keep-alive upstream); `bifrost-bench passthrough`, a bare SwiftNIO"
             " proxy with no Swift concurrency (body in one buffer, bearer check, byte scan for \"model\", keep-alive"
