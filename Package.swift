@@ -6,6 +6,11 @@ let strict: [SwiftSetting] =
     Context.environment["CI"] == "true" || Context.environment["BIFROST_STRICT"] == "1"
     ? [.unsafeFlags(["-warnings-as-errors"])] : []
 
+/// The shipping libraries and the node: a nonisolated async function runs on its caller's
+/// executor (SE-0461), so a request's calls stay on its connection's event loop instead of
+/// hopping off it and back at every call.
+let runtime: [SwiftSetting] = strict + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+
 let package = Package(
     name: "bifrost",
     platforms: [.macOS(.v15)],
@@ -44,7 +49,7 @@ let package = Package(
                 "CLMDB",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: strict
+            swiftSettings: runtime
         ),
         .target(
             name: "Replication",
@@ -57,7 +62,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: runtime
         ),
         .target(
             name: "Gateway",
@@ -74,7 +79,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: runtime
         ),
         .executableTarget(
             name: "bifrost",
@@ -91,7 +96,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: runtime
         ),
         .target(
             name: "ToolSupport",

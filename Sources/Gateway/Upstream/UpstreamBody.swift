@@ -28,7 +28,7 @@ public struct UpstreamBody: AsyncSequence, Sendable {
         var inner: Producer.AsyncIterator?
         var whole: ByteBuffer?
 
-        public mutating func next() async throws -> ByteBuffer? {
+        @concurrent public mutating func next() async throws -> ByteBuffer? {
             if let buffer = whole {
                 whole = nil
                 return buffer
@@ -43,6 +43,10 @@ public struct UpstreamBody: AsyncSequence, Sendable {
 
     /// The whole body, refusing more than `maxBytes`.
     public func collect(upTo maxBytes: Int) async throws -> ByteBuffer {
+        if let whole {
+            guard whole.readableBytes <= maxBytes else { throw UpstreamFailure.other("body too large") }
+            return whole
+        }
         var all = ByteBuffer()
         for try await var part in self {
             guard all.readableBytes + part.readableBytes <= maxBytes else {

@@ -77,7 +77,10 @@ public final class UpstreamClient: Service, Sendable {
                 } else {
                     loop.execute { pool.value.execute(exchange) }
                 }
-                return try await exchange.promise.futureResult.get()
+                // Resumed on this task's executor, where `futureResult.get()` would hop off it and back.
+                return try await withCheckedThrowingContinuation { continuation in
+                    exchange.promise.futureResult.whenComplete { continuation.resume(with: $0) }
+                }
             } onCancel: {
                 loop.execute { pool.value.cancel(exchange) }
             }
