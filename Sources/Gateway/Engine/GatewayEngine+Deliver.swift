@@ -7,13 +7,21 @@ extension GatewayEngine {
     /// A response forwarded as it is is read for its usage only.
     static let usageOnly = JSONProjection.members(["usage": .whole])
 
+    /// Whether an upstream answer goes to the client as a stream (else its body is read whole
+    /// first and handed to `deliver`).
+    static func relaysStream(_ response: UpstreamResponse, request: ClientRequest) -> Bool {
+        request.stream && (200..<300).contains(response.status)
+    }
+
     /// Sends an upstream answer to the client: whole JSON responses translated as needed, streams
     /// relayed event by event. Client errors from the provider (4xx other than 401/403/429) go
-    /// back with their status.
+    /// back with their status. `body` is the answer's whole body, or why it could not be read;
+    /// nil when the answer streams to the client (`relaysStream`).
     func deliver(
-        _ response: UpstreamResponse, request: ClientRequest, target: ModelTarget, upstreamAPI: WireAPI,
-        callerRules: [LimitRule], targetRules: [LimitRule], record: inout RequestRecord, sent: ContinuousClock.Instant
-    ) async -> (FrontResponse, isStream: Bool) {
+        _ response: UpstreamResponse, body: Result<ByteBuffer, any Error>?, request: ClientRequest,
+        target: ModelTarget, upstreamAPI: WireAPI, callerRules: [LimitRule], targetRules: [LimitRule],
+        record: inout RequestRecord, sent: ContinuousClock.Instant
+    ) -> (FrontResponse, isStream: Bool) {
         let api = request.endpoint.api
         let ok = (200..<300).contains(response.status)
         record.attemptLatency = ContinuousClock.now - sent
@@ -27,14 +35,10 @@ extension GatewayEngine {
         }
         headers.add(name: Self.nodeHeader, value: nodeName)
         for rule in callerRules + targetRules where rule.requestsPerWindow != nil {
-            if let status = limitStatus(rule) {
-                for (name, value) in RateLimitHeaders.headers(status, unit: .requests) {
-                    headers.add(name: name, value: value)
-                }
-            }
+            if let status = limitStatus(rule) { RateLimitHeaders.add(status, unit: .requests, to: &headers) }
             break
         }
-        if ok && request.stream {
+        if Self.relaysStream(response, request: request) {
             let mode: StreamRelay.Mode =
                 switch (upstreamAPI, api) {
                 case (.openAI, .openAI): .openAI(clientWantsUsage: request.includeUsage)
@@ -89,15 +93,18 @@ extension GatewayEngine {
             )
         }
         let collected: ByteBuffer
-        do {
-            collected = try await response.body.collect(upTo: Self.maxResponseBytes)
-        } catch {
+        switch body {
+        case .success(let buffer):
+            collected = buffer
+        case .failure(let error):
             record.upstreamTime += ContinuousClock.now - sent
             record.status = 502
             record.outcome = .upstreamError
             let failure = GatewayError.upstreamFailed(
                 status: response.status, detail: "the response body broke off ([\(error)])")
             return (failure.frontResponse(api: api), false)
+        case nil:
+            return (GatewayError.internalError("the answer's body was not read").frontResponse(api: api), false)
         }
         let latency = ContinuousClock.now - sent
         record.upstreamTime += latency

@@ -43,140 +43,8 @@ extension GatewayEngine {
         return .object(["object": .string("list"), "data": .array(data)])
     }
 
-    /// Runs one client request to completion (or to the start of its stream): performs what
-    /// the request's `RequestMachine` decides, one step at a time.
-    public func handle(
-        _ request: ClientRequest, caller: Caller, started: ContinuousClock.Instant
-    ) async -> FrontResponse {
-        let api = request.endpoint.api
-        let runtime = self.runtime
-        let strategy = self.strategy(for: request)
-        metrics.requestStarted()
-        // The caller's own limits, admitted once per request (a migrated request was admitted at
-        // its origin, but its usage still counts against them).
-        let callerRules = caller.virtualKey.map(Self.rules(for:)) ?? []
-        var machine = RequestMachine(
-            request: .init(
-                endpoint: request.endpoint, model: request.model, fallbacks: request.fallbacks,
-                migrated: request.migratedFrom != nil),
-            context: .init(
-                strategy: strategy, draining: isDraining, overloaded: !recorder.hasRoom, logFull: !recorder.isWritable),
-            runtime: runtime, caller: caller.virtualKey, callerRules: callerRules, seed: rng.withLock { $0.next() })
-        var delivered: RequestRecord?
-        var streaming = false
-        // Admissions that hold an estimate against a budget, released when the request ends.
-        var budgetHolds: [UInt64] = []
-        // What the request may cost, estimated once for the caller's and the key's budgets.
-        var estimate: UInt64?
-        defer {
-            if !streaming {
-                var record = delivered ?? machine.record
-                record.budgetHolds = budgetHolds
-                metrics.requestEnded()
-                finish(request, rules: callerRules + record.targetRules, record: record, started: started)
-            }
-            migrationWindow.withLock { [migrated = machine.migrated] in
-                $0.record(nowMillis: wallClock.nowMillis(), migrated: migrated)
-            }
-        }
-        var event = RequestMachine.Event.start
-        var response: UpstreamResponse?
-        var peerResponse: FrontResponse?
-        var sent = started
-        while true {
-            let step = machine.handle(event, now: ContinuousClock.now - started)
-            for effect in step.effects { perform(effect) }
-            switch step.action {
-            case .admit(let rules):
-                let budgeted = rules.contains { $0.budget != nil }
-                if budgeted && estimate == nil { estimate = Self.estimatedCost(request, runtime: runtime) }
-                let (rejection, seq) = await admitWaiting(rules, estimateMicros: budgeted ? estimate ?? 0 : 0)
-                if budgeted, let seq { budgetHolds.append(seq) }
-                event = .admission(rejection)
-            case .migrate:
-                peerResponse = await migrate(request, caller: caller, strategy: strategy)
-                event = .migration(status: peerResponse?.status)
-            case .pick(let route, let targets, let excluded, let orElse):
-                let now = wallClock.nowMillis()
-                event = .picked(
-                    routing.withLock { state in
-                        state.pick(route: route, targets: targets, excluded: excluded, nowMillis: now)
-                            ?? state.pick(route: route, targets: targets, excluded: orElse, nowMillis: now)
-                    })
-            case .send(let attempt):
-                event = await send(attempt, request: request, runtime: runtime, response: &response, sent: &sent)
-            case .readFailure:
-                if let refused = response {
-                    event = .failureRead(await errorDetail(refused))
-                } else {
-                    event = .failureRead("")
-                }
-                response = nil
-            case .wait(let delay):
-                do {
-                    try await Task.sleep(for: delay)
-                    event = .timerFired
-                } catch {
-                    event = .clientGone
-                }
-            case .deliver(let attempt):
-                guard let response else {
-                    return GatewayError.internalError("no upstream response").frontResponse(api: api)
-                }
-                var record = machine.record
-                record.budgetHolds = budgetHolds
-                let (answer, isStream) = await deliver(
-                    response, request: request, target: attempt.target, upstreamAPI: attempt.upstreamAPI,
-                    callerRules: callerRules, targetRules: attempt.rules, record: &record, sent: sent)
-                delivered = record
-                streaming = isStream
-                return answer
-            case .relayMigration:
-                return peerResponse ?? GatewayError.internalError("no peer response").frontResponse(api: api)
-            case .respond(let error):
-                return error.frontResponse(api: api)
-            case .abandon:
-                return FrontResponse(status: 499)
-            }
-        }
-    }
-
-    /// One upstream call for `attempt`; the answer's head (its body still streaming) lands in
-    /// `response`.
-    private func send(
-        _ attempt: RequestMachine.Attempt, request: ClientRequest, runtime: RuntimeConfig,
-        response: inout UpstreamResponse?, sent: inout ContinuousClock.Instant
-    ) async -> RequestMachine.Event {
-        let target = attempt.target
-        guard let provider = runtime.catalog.providers[target.provider], let secret = runtime.secrets[target.keyID]
-        else {
-            return .upstreamFailed(.connectFailed("the key has no provider or secret"))
-        }
-        let body: [UInt8]
-        do {
-            body = try request.upstreamBody(api: attempt.upstreamAPI, model: target.model)
-        } catch {
-            return .bodyRejected(error)
-        }
-        let call = provider.call(
-            request.endpoint.upstream, api: attempt.upstreamAPI, secret: secret, body: body, stream: request.stream,
-            wholeBodyLimit: Self.maxResponseBytes)
-        sent = ContinuousClock.now
-        do {
-            let r = try await upstream.send(call)
-            response = r
-            return .upstreamAnswered(status: r.status)
-        } catch {
-            switch error {
-            case .cancelled: return .upstreamFailed(.cancelled)
-            case .timeout: return .upstreamFailed(.timeout(error.description))
-            case .connectFailed, .other: return .upstreamFailed(.connectFailed(error.description))
-            }
-        }
-    }
-
     /// Metrics, breakers and events a step of the request machine asks for.
-    private func perform(_ effect: RequestMachine.Effect) {
+    func perform(_ effect: RequestMachine.Effect) {
         switch effect {
         case .overloaded:
             metrics.overloadRejected(reason: "event_queue")
@@ -276,12 +144,14 @@ extension GatewayEngine {
                     outcome: usageOutcome, costMicros: priced ? 0 : nil, priceVersion: priced ? prices.version : "")))
     }
 
-    /// The provider's error code (`error.code`, else `error.type`) of a refused attempt, for the
-    /// failure summary. Never its message or raw body: providers quote part of the key there
+    /// How much of a refused attempt's body is read for its error code.
+    static let errorDetailBytes = 64 << 10
+
+    /// The provider's error code (`error.code`, else `error.type`) of a refused attempt's body,
+    /// for the failure summary. Never its message or raw body: providers quote part of the key there
     /// ("Incorrect API key provided: sk-…9999").
-    func errorDetail(_ response: UpstreamResponse) async -> String {
-        guard let buffer = try? await response.body.collect(upTo: 64 << 10),
-            let json = try? JSONValue(parsing: Array(buffer.readableBytesView)),
+    static func errorDetail(_ body: ByteBuffer) -> String {
+        guard let json = try? JSONValue(parsing: Array(body.readableBytesView)),
             let code = json["error"]?["code"]?.stringValue ?? json["error"]?["type"]?.stringValue
                 ?? json["type"]?.stringValue
         else { return "" }

@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Hummingbird
+import NIOHTTP1
 
 extension Error {
     /// A `GatewayError` as itself; anything else as a 500 that names it.
@@ -62,12 +63,26 @@ extension GatewayError {
 
 /// The `x-ratelimit-*` headers OpenAI clients read, for admitted responses.
 enum RateLimitHeaders {
-    static func headers(_ status: LimitStatus, unit: RateLimitRejection.Unit) -> [(String, String)] {
-        let suffix = unit.rawValue
-        return [
-            ("x-ratelimit-limit-\(suffix)", String(status.limit)),
-            ("x-ratelimit-remaining-\(suffix)", String(status.remaining)),
-            ("x-ratelimit-reset-\(suffix)", GatewayError.goDuration(.milliseconds(status.resetMillis))),
-        ]
+    /// The three header names of one unit, made once.
+    struct Names {
+        let limit: String
+        let remaining: String
+        let reset: String
+
+        init(_ unit: RateLimitRejection.Unit) {
+            limit = "x-ratelimit-limit-\(unit.rawValue)"
+            remaining = "x-ratelimit-remaining-\(unit.rawValue)"
+            reset = "x-ratelimit-reset-\(unit.rawValue)"
+        }
+    }
+
+    static let requests = Names(.requests)
+    static let tokens = Names(.tokens)
+
+    static func add(_ status: LimitStatus, unit: RateLimitRejection.Unit, to headers: inout HTTPHeaders) {
+        let names = unit == .requests ? requests : tokens
+        headers.add(name: names.limit, value: String(status.limit))
+        headers.add(name: names.remaining, value: String(status.remaining))
+        headers.add(name: names.reset, value: GatewayError.goDuration(milliseconds: status.resetMillis))
     }
 }

@@ -17,6 +17,7 @@ public struct FrontRequest: Sendable {
     /// The path without its query.
     public var path: Substring {
         let uri = head.uri[...]
-        return uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri
+        guard let query = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
+        return uri[..<query]
     }
 }

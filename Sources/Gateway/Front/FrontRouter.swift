@@ -23,11 +23,25 @@ public struct FrontRouter: FrontResponder {
         self.logger = logger
     }
 
-    public func respond(to request: FrontRequest, channel: any Channel) async -> FrontResponse {
+    public func start(
+        _ request: FrontRequest, channel: any Channel, respond: @escaping (FrontResponse) -> Void
+    ) -> FrontCancellation? {
+        let loop = channel.eventLoop
         if request.head.method == .POST, let endpoint = Self.endpoints[request.path] {
-            return await GatewayRoutes.proxy(
-                endpoint, headers: request.head.headers, body: request.body, engine: engine)
+            return GatewayRoutes.proxy(
+                endpoint, headers: request.head.headers, body: request.body, engine: engine, loop: loop,
+                respond: respond)
         }
+        let respond = NIOLoopBound(respond, eventLoop: loop)
+        let task = Task {
+            let response = await route(request, channel: channel)
+            loop.execute { respond.value(response) }
+        }
+        return FrontCancellation { task.cancel() }
+    }
+
+    /// Every route but the client API's POST endpoints, through the router.
+    private func route(_ request: FrontRequest, channel: any Channel) async -> FrontResponse {
         let routed = Request(head: Self.httpRequest(request.head), body: RequestBody(buffer: request.body))
         let context = BasicRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: logger))
         do {

@@ -64,7 +64,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// a timeout only records its deadline, so a keep-alive connection schedules one task per
     /// that interval instead of three per request.
     private var wakeUp: Scheduled<Void>?
+    /// Stops the request in progress until its response is ready.
+    private var cancellation: FrontCancellation?
+    /// Writes a response whose body is produced (a stream, or a route's body).
     private var task: Task<Void, Never>?
+    /// Counts dispatched requests, so a response tells whether it is the current request's.
+    private var dispatched: UInt64 = 0
+    /// The current request's response is not ready yet.
+    private var awaitingResponse = false
     private var closeAfterResponse = false
     /// What arrived while a response was in progress, in order.
     private var pending = CircularBuffer<Pending>()
@@ -251,6 +258,10 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .close:
                 context.close(promise: nil)
             case .cancelRequest:
+                let cancellation = self.cancellation
+                self.cancellation = nil
+                awaitingResponse = false
+                cancellation?.cancel()
                 task?.cancel()
                 task = nil
             }
@@ -291,13 +302,24 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let request = FrontRequest(head: head, body: body ?? ByteBuffer(), keepAlive: keepAlive)
         self.head = nil
         body = nil
-        let channel = context.channel
-        let responder = self.responder
-        let writer = FrontResponseWriter(channel: channel, version: head.version, keepAlive: keepAlive)
-        task = Task {
-            let response = await responder.respond(to: request, channel: channel)
-            await writer.write(response)
+        let writer = FrontResponseWriter(channel: context.channel, version: head.version, keepAlive: keepAlive)
+        dispatched &+= 1
+        let number = dispatched
+        awaitingResponse = true
+        let cancellation = responder.start(request, channel: context.channel) { [self] response in
+            if number == dispatched {
+                awaitingResponse = false
+                self.cancellation = nil
+            }
+            switch response.body {
+            case .whole(let body):
+                writer.writeWhole(response, body: body)
+            case .produced:
+                task = Task { await writer.write(response) }
+            }
         }
+        // A response that was ready at once (and maybe the next pipelined request) came first.
+        if number == dispatched && awaitingResponse { self.cancellation = cancellation }
     }
 
     /// Answers with the refusal's error (in the API's shape the path names) and closes.

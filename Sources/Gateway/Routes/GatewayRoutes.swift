@@ -22,11 +22,13 @@ public enum GatewayRoutes {
         }
     }
 
-    /// One client API request, its body read whole by the front (which refused larger ones
-    /// with 413 before reading them).
+    /// Starts one client API request, its body read whole by the front (which refused larger
+    /// ones with 413 before reading them), on the connection's event loop; `respond` gets the
+    /// response there. Returns what stops the request when the client leaves, while it runs.
     static func proxy(
-        _ endpoint: ClientEndpoint, headers: HTTPHeaders, body: ByteBuffer, engine: GatewayEngine
-    ) async -> FrontResponse {
+        _ endpoint: ClientEndpoint, headers: HTTPHeaders, body: ByteBuffer, engine: GatewayEngine,
+        loop: any EventLoop, respond: @escaping (FrontResponse) -> Void
+    ) -> FrontCancellation? {
         let started = ContinuousClock.now
         let api = endpoint.api
         let migratedFrom = headers.first(name: GatewayEngine.migratedFromHeader)
@@ -37,7 +39,8 @@ public enum GatewayRoutes {
                     authorization: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
             } catch {
                 engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: error.status)
-                return error.frontResponse(api: api)
+                respond(error.frontResponse(api: api))
+                return nil
             }
         }
         let bytes = Array(body.readableBytesView)
@@ -50,13 +53,17 @@ public enum GatewayRoutes {
                     headers.first(name: GatewayEngine.hopAuthHeader) ?? "", from: migratedFrom, path: endpoint.path,
                     virtualKey: virtualKey, body: bytes, nowMillis: SystemWallClock().nowMillis())
             else {
-                return GatewayError.unauthorized("the inter-node request is not authenticated by the cluster key")
-                    .frontResponse(api: api)
+                respond(
+                    GatewayError.unauthorized("the inter-node request is not authenticated by the cluster key")
+                        .frontResponse(api: api))
+                return nil
             }
             if !virtualKey.isEmpty {
                 guard let entry = engine.runtime.virtualKeys.entry(named: virtualKey) else {
-                    return GatewayError.unauthorized("the virtual key of a migrated request is unknown here")
-                        .frontResponse(api: api)
+                    respond(
+                        GatewayError.unauthorized("the virtual key of a migrated request is unknown here")
+                            .frontResponse(api: api))
+                    return nil
                 }
                 caller = Caller(virtualKey: entry)
             }
@@ -66,9 +73,13 @@ public enum GatewayRoutes {
             parsed = try ClientRequest.parse(endpoint, bytes)
         } catch {
             engine.metrics.requestFinished(provider: "none", model: "none", key: "none", status: error.status)
-            return error.frontResponse(api: api)
+            respond(error.frontResponse(api: api))
+            return nil
         }
         parsed.migratedFrom = migratedFrom
-        return await engine.handle(parsed, caller: caller, started: started)
+        let driver = RequestDriver(
+            engine: engine, request: parsed, caller: caller, started: started, loop: loop, respond: respond)
+        driver.start()
+        return FrontCancellation(driver.cancel)
     }
 }

@@ -41,12 +41,17 @@ public struct UpstreamBody: AsyncSequence, Sendable {
         AsyncIterator(inner: producer?.makeAsyncIterator(), whole: whole)
     }
 
+    /// The body, when it arrived whole (the answer to a call that does not stream), refusing
+    /// more than `maxBytes`; nil while it streams.
+    public func wholeBody(upTo maxBytes: Int) -> Result<ByteBuffer, any Error>? {
+        guard let whole else { return nil }
+        guard whole.readableBytes <= maxBytes else { return .failure(UpstreamFailure.other("body too large")) }
+        return .success(whole)
+    }
+
     /// The whole body, refusing more than `maxBytes`.
     public func collect(upTo maxBytes: Int) async throws -> ByteBuffer {
-        if let whole {
-            guard whole.readableBytes <= maxBytes else { throw UpstreamFailure.other("body too large") }
-            return whole
-        }
+        if let whole = wholeBody(upTo: maxBytes) { return try whole.get() }
         var all = ByteBuffer()
         for try await var part in self {
             guard all.readableBytes + part.readableBytes <= maxBytes else {

@@ -45,44 +45,80 @@ public final class UpstreamClient: Service, Sendable {
         try? await gracefulShutdown()
     }
 
-    /// Sends a call; the response body streams on. Throws `UpstreamFailure`. `provider` is false
-    /// for calls to peers and webhooks, which fault injection leaves alone.
-    public func send(_ call: UpstreamCall, provider: Bool = true) async throws(UpstreamFailure) -> UpstreamResponse {
+    /// A call under way on one event loop.
+    public struct Started: Sendable {
+        /// Completes on the loop with the answer's head (a whole answer: with its body), or
+        /// fails with an `UpstreamFailure`.
+        public let response: EventLoopFuture<UpstreamResponse>
+        let loop: any EventLoop
+        let pool: NIOLoopBoundBox<UpstreamPool>?
+        let exchange: UpstreamExchange?
+
+        /// Stops the call: a waiting call leaves the queue, a running one closes its connection;
+        /// `response` fails with `cancelled` unless it already completed.
+        public func cancel() {
+            guard let pool, let exchange else { return }
+            if loop.inEventLoop {
+                pool.value.cancel(exchange)
+            } else {
+                loop.execute { pool.value.cancel(exchange) }
+            }
+        }
+    }
+
+    /// Starts a call on `loop`'s pool; best called on `loop`, where the request is. `provider`
+    /// is false for calls to peers and webhooks, which fault injection leaves alone.
+    public func start(_ call: UpstreamCall, on requestLoop: any EventLoop, provider: Bool = true) -> Started {
+        // A loop outside the client's group calls on one of the group's.
+        let loop = pools[ObjectIdentifier(requestLoop)] == nil ? group.next() : requestLoop
+        func failed(_ failure: UpstreamFailure) -> Started {
+            Started(response: loop.makeFailedFuture(failure), loop: loop, pool: nil, exchange: nil)
+        }
         if provider && blackholed.load(ordering: .relaxed) {
-            throw .connectFailed("provider address blackholed by fault injection")
+            return failed(.connectFailed("provider address blackholed by fault injection"))
         }
-        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
-        guard let pool = pools[ObjectIdentifier(loop)] ?? pools.values.first else {
-            throw .other("no event loop to call on")
-        }
+        guard let pool = pools[ObjectIdentifier(loop)] else { return failed(.other("no event loop to call on")) }
         guard let parsed = loop.inEventLoop ? pool.value.route(call.url) : UpstreamOrigin.parse(call.url) else {
-            throw .other("not an http or https URL: \(call.url)")
+            return failed(.other("not an http or https URL: \(call.url)"))
         }
         var origin = parsed.origin
-        let target = parsed.target
         origin.caFile = origin.secure ? call.caFile : nil
-        let tls = origin.secure ? try tlsContext(caFile: origin.caFile) : nil
+        let tls: NIOSSLContext?
+        do {
+            tls = origin.secure ? try tlsContext(caFile: origin.caFile) : nil
+        } catch {
+            return failed(error)
+        }
         var headers = call.headers
         headers.replaceOrAdd(name: "host", value: origin.hostHeader)
         headers.replaceOrAdd(name: "content-length", value: String(call.body.count))
         let exchange = UpstreamExchange(
-            origin: origin, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: target, headers: headers),
+            origin: origin,
+            head: HTTPRequestHead(version: .http1_1, method: .POST, uri: parsed.target, headers: headers),
             body: ByteBuffer(bytes: call.body), timeout: TimeAmount(call.timeout),
             connectTimeout: TimeAmount(call.connectTimeout), tls: tls, wholeBodyLimit: call.wholeBodyLimit,
             promise: loop.makePromise(of: UpstreamResponse.self))
+        if loop.inEventLoop {
+            pool.value.execute(exchange)
+        } else {
+            loop.execute { pool.value.execute(exchange) }
+        }
+        return Started(response: exchange.promise.futureResult, loop: loop, pool: pool, exchange: exchange)
+    }
+
+    /// Sends a call from a task; the response body streams on. Throws `UpstreamFailure`; a
+    /// cancelled task cancels the call.
+    public func send(_ call: UpstreamCall, provider: Bool = true) async throws(UpstreamFailure) -> UpstreamResponse {
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        let started = start(call, on: loop, provider: provider)
         do {
             return try await withTaskCancellationHandler {
-                if loop.inEventLoop {
-                    pool.value.execute(exchange)
-                } else {
-                    loop.execute { pool.value.execute(exchange) }
-                }
                 // Resumed on this task's executor, where `futureResult.get()` would hop off it and back.
-                return try await withCheckedThrowingContinuation { continuation in
-                    exchange.promise.futureResult.whenComplete { continuation.resume(with: $0) }
+                try await withCheckedThrowingContinuation { continuation in
+                    started.response.whenComplete { continuation.resume(with: $0) }
                 }
             } onCancel: {
-                loop.execute { pool.value.cancel(exchange) }
+                started.cancel()
             }
         } catch let failure as UpstreamFailure {
             throw failure

@@ -1,10 +1,22 @@
 /// Where an upstream connection goes: scheme, host and port. Connections are pooled per origin.
 struct UpstreamOrigin: Hashable, Sendable, CustomStringConvertible {
-    var secure: Bool
-    var host: String
-    var port: Int
+    let secure: Bool
+    let host: String
+    let port: Int
     /// The certificate authorities `https` connections are verified against; nil: the system's.
-    var caFile: String? = nil
+    var caFile: String?
+    /// The `Host` header: the port only when it is not the scheme's default. Made once, since
+    /// every call sends it.
+    let hostHeader: String
+
+    init(secure: Bool, host: String, port: Int, caFile: String? = nil) {
+        self.secure = secure
+        self.host = host
+        self.port = port
+        self.caFile = caFile
+        let name = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
+        hostHeader = port == (secure ? 443 : 80) ? name : "\(name):\(port)"
+    }
 
     /// The origin of an absolute `http` or `https` URL and the request target (path and query,
     /// `/` when empty); nil for anything else.
@@ -47,15 +59,10 @@ struct UpstreamOrigin: Hashable, Sendable, CustomStringConvertible {
         return (UpstreamOrigin(secure: secure, host: String(host), port: port), target)
     }
 
-    /// The `Host` header: the port only when it is not the scheme's default.
-    var hostHeader: String {
-        let name = host.contains(":") ? "[\(host)]" : host
-        return port == (secure ? 443 : 80) ? name : "\(name):\(port)"
-    }
-
     /// Whether the host is an IP literal (no SNI is sent for those).
     var isIPAddress: Bool {
-        host.contains(":") || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
+        host.utf8.contains(UInt8(ascii: ":"))
+            || host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." }
     }
 
     var description: String { "\(secure ? "https" : "http")://\(hostHeader)" }

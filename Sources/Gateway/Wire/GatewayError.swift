@@ -241,7 +241,10 @@ extension GatewayError {
     /// `x-ratelimit-reset-*` headers.
     static func goDuration(_ d: Duration) -> String {
         let (s, atto) = d.components
-        let millis = max(0, s * 1000 + atto / 1_000_000_000_000_000)
+        return goDuration(milliseconds: UInt64(max(0, s * 1000 + atto / 1_000_000_000_000_000)))
+    }
+
+    static func goDuration(milliseconds millis: UInt64) -> String {
         if millis < 1000 { return "\(millis)ms" }
         let hours = millis / 3_600_000
         let minutes = millis / 60_000 % 60
