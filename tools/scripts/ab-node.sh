@@ -23,48 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Below the ephemeral range (32768-60999), so no client socket of an earlier run holds them.
-upstream=$((11000 + RANDOM % 4000))
+source "$(dirname "$0")/ab-upstream.sh"
+start_upstream
 api=$((21000 + RANDOM % 9000))
-reply='{"id":"chatcmpl-ab","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"A/B reply."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":12,"completion_tokens":4,"total_tokens":16}}'
-mkdir -p "$scratch/nginx"
-cat > "$scratch/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $scratch/nginx/nginx.pid;
-error_log $scratch/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $scratch/nginx/body;
-  proxy_temp_path $scratch/nginx/proxy;
-  fastcgi_temp_path $scratch/nginx/fastcgi;
-  uwsgi_temp_path $scratch/nginx/uwsgi;
-  scgi_temp_path $scratch/nginx/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$upstream;
-    location / { default_type application/json; return 200 '$reply'; }
-  }
-}
-EOF
-/usr/sbin/nginx -p "$scratch/nginx" -c "$scratch/nginx/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$upstream/" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$upstream/" >/dev/null || { echo "nginx did not start on port $upstream" >&2; exit 2; }
-cat > "$scratch/config.json" <<EOF
-{"providers": {"openai": {"type": "openai", "base_url": "http://127.0.0.1:$upstream/v1",
-   "keys": [{"name": "ab-key-1", "value": "sk-ab-1", "models": ["gpt-4o-mini"], "weight": 0.8},
-            {"name": "ab-key-2", "value": "sk-ab-2", "models": ["gpt-4o-mini"], "weight": 0.2}]}},
- "virtual_keys": [{"name": "ab-team", "value": "sk-ab-team", "models": ["*"], "limits": {"rpm": 100000000}}],
+cat > "$scratch/config.json" <<CONF
+{$(ab_providers),
  "cluster": {"bind_address": "127.0.0.1:$api", "gossip": {"port": $((api + 10000))}}}
-EOF
-cat > "$scratch/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"benchmark me"}],"max_tokens":16}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-ab-team"
-EOF
+CONF
+write_post_lua
 cluster_args=()
 if [ "${AB_CLUSTER:-0}" = 1 ]; then
   cluster_args=(--cluster --node-id ab-node-1 ${AB_EXTRA:-})
