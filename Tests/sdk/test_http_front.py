@@ -377,3 +377,39 @@ def test_the_weight_endpoint_refuses_unknown_fields_like_config(front):
     status, body = admin_put(front, "/admin/keys/k1/weight", {"weight": -1})
     assert status == 400, body
     assert body["error"]["param"] == "weight"
+
+
+def finished_requests(port: int, model: str, status: int) -> float:
+    """bifrost_requests_total for `model` answered (or ended) with `status`, over its keys."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    total = 0.0
+    for m in re.finditer(r"^bifrost_requests_total\{([^}]*)\} (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("model") == model and labels.get("status") == str(status):
+            total += float(m.group(2))
+    return total
+
+
+def test_a_client_that_leaves_while_the_provider_thinks_ends_its_request_at_once(front, slow_mock):
+    # The slow key answers only after 3 s; the client leaves after 0.3 s.
+    fault = urllib.request.Request(f"{slow_mock}/mock/keys/slow", data=json.dumps({"latency_ms": 3000}).encode(),
+                                   method="PUT", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(fault, timeout=10).read()
+    try:
+        before = finished_requests(front, "gpt-slow", 499)
+        body = json.dumps({"model": "gpt-slow", "messages": [{"role": "user", "content": "take your time"}]}).encode()
+        s = connect(front)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+                  + b"\r\n\r\n" + body)
+        time.sleep(0.3)
+        s.close()
+        left = time.monotonic()
+        while finished_requests(front, "gpt-slow", 499) == before and time.monotonic() - left < 2.5:
+            time.sleep(0.02)
+        ended = time.monotonic() - left
+        # Ended (as 499, nothing sent) when the client left, not when the provider answered.
+        assert finished_requests(front, "gpt-slow", 499) == before + 1
+        assert ended < 1.0, ended
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{slow_mock}/mock/keys/slow", method="DELETE"), timeout=10).read()
