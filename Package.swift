@@ -6,9 +6,10 @@ let strict: [SwiftSetting] =
     Context.environment["CI"] == "true" || Context.environment["BIFROST_STRICT"] == "1"
     ? [.unsafeFlags(["-warnings-as-errors"])] : []
 
-/// The shipping libraries and the node: a nonisolated async function runs on its caller's
-/// executor (SE-0461), so a request's calls stay on its connection's event loop instead of
-/// hopping off it and back at every call.
+/// The request path's targets (the gateway, the event log it appends to, the node): a
+/// nonisolated async function runs on its caller's executor (SE-0461), so a request's calls stay
+/// on its connection's event loop instead of hopping off it and back at every call.
+/// Replication, off the request path, keeps the default.
 let runtime: [SwiftSetting] = strict + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
 
 let package = Package(
@@ -62,7 +63,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: runtime
+            swiftSettings: strict
         ),
         .target(
             name: "Gateway",
