@@ -224,8 +224,14 @@ public final class SyncService: Service, Sendable {
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Self.wrap(channel, tls: tls, dialed: false) }
+                .bind(host: host, port: port) { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // A connection accepted while the service stops is refused here: once the
+                        // accept loop has ended, an async channel made for it would be dropped
+                        // unconsumed, which NIO traps.
+                        guard state.withLock({ $0.isRunning }) else { throw ChannelError.ioOnClosedChannel }
+                        return try Self.wrap(channel, tls: tls, dialed: false)
+                    }
                 }
         } catch {
             logger.error("sync cannot listen", metadata: ["sync.address": "\(host):\(port)", "error": "\(error)"])
@@ -344,7 +350,9 @@ public final class SyncService: Service, Sendable {
         do {
             try await server.executeThenClose { inbound in
                 for try await child in inbound {
-                    if case .terminated = commands.yield(.accepted(child)) { child.stream.channel.close(promise: nil) }
+                    if case .terminated = commands.yield(.accepted(child)) {
+                        try? await child.stream.executeThenClose { _, _ in }
+                    }
                 }
             }
         } catch {
