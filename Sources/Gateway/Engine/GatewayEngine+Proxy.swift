@@ -1,7 +1,5 @@
 import EventLog
 import Foundation
-import HTTPTypes
-import Hummingbird
 import NIOCore
 
 /// The identity a request runs under: a virtual key, or nobody when the API is open.

@@ -256,21 +256,13 @@ final class RequestDriver {
         if let body = answer.body.wholeBody(upTo: GatewayEngine.maxResponseBytes) {
             return deliver(answer, attempt, body: body)
         }
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        let loop = self.loop
-        helper = Task {
-            let body: Result<ByteBuffer, any Error>
+        afterTask({
             do {
-                body = .success(try await answer.body.collect(upTo: GatewayEngine.maxResponseBytes))
+                return .success(try await answer.body.collect(upTo: GatewayEngine.maxResponseBytes))
             } catch {
-                body = .failure(error)
+                return .failure(error)
             }
-            loop.execute {
-                let driver = bound.value
-                driver.helper = nil
-                driver.deliver(answer, attempt, body: body)
-            }
-        }
+        }) { driver, body in driver.deliver(answer, attempt, body: body) }
     }
 
     private func deliver(
@@ -290,15 +282,25 @@ final class RequestDriver {
         _ work: @escaping @Sendable () async -> Outcome,
         _ next: @escaping (RequestDriver, Outcome) -> RequestMachine.Event
     ) {
-        let bound = NIOLoopBound((self, next), eventLoop: loop)
+        afterTask(work) { driver, outcome in
+            let event = next(driver, outcome)
+            driver.step(driver.clientGone ? .clientGone : event)
+        }
+    }
+
+    /// Runs `work` in a task (the one `cancel` stops) and hands its outcome to `then`, back on
+    /// the loop.
+    private func afterTask<Outcome: Sendable>(
+        _ work: @escaping @Sendable () async -> Outcome, _ then: @escaping (RequestDriver, Outcome) -> Void
+    ) {
+        let bound = NIOLoopBound((self, then), eventLoop: loop)
         let loop = self.loop
         helper = Task {
             let outcome = await work()
             loop.execute {
-                let (driver, next) = bound.value
+                let (driver, then) = bound.value
                 driver.helper = nil
-                let event = next(driver, outcome)
-                driver.step(driver.clientGone ? .clientGone : event)
+                then(driver, outcome)
             }
         }
     }
